@@ -1,0 +1,314 @@
+"""The `Config` base class: strict frozen pydantic models with typed families.
+
+Three mechanisms live here:
+
+* Families. A class declared with `family=` is the base of a polymorphic family; its
+  subclasses declared with `type_name=` register under that name. A field annotated with
+  any class of a family validates a mapping as the class its `type` key names (or the
+  family's default type), so classes registered after the parent was defined work too.
+* Parent-provided defaults. A parent may give a child default values for the child's
+  fields that the user left unset (`None`). They are kept beside the child's own values,
+  so `to_dict()` shows only what the user wrote while `config.resolved` shows the values
+  a build will use.
+* Shortcuts. A shortcut field (such as `add_linear_biases`) is expanded before validation
+  into explicit values on every child that did not set its own, then cleared, so it
+  never appears in a saved config.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from typing_extensions import Self
+
+from .errors import ConfigError
+from .registry import Family, create_family
+
+ShortcutTargets = Mapping[str, "Callable[[Any], Any] | None"]
+"""Dotted target path (relative, `*` for every item of a list or dict) -> value transform."""
+
+
+class Config(BaseModel):
+    """Base class of every blockspec config: strict, frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        use_attribute_docstrings=True,
+        validate_default=False,
+        revalidate_instances="never",
+    )
+
+    family: ClassVar[Family | None] = None
+    """The polymorphic family this class belongs to, if any."""
+    type_name: ClassVar[str | None] = None
+    """The `type` name this class is registered under in its family."""
+    shortcuts: ClassVar[dict[str, ShortcutTargets]] = {}
+    """Shortcut field name -> the child fields it expands into."""
+
+    _defaults: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init_subclass__(
+        cls,
+        *,
+        family: str | None = None,
+        default_type: str | None = None,
+        type_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type_name = None
+        if family is not None:
+            cls.family = create_family(family, cls, default_type)
+        if type_name is not None:
+            if cls.family is None:
+                raise TypeError(f"{cls.__qualname__} sets type_name={type_name!r} but belongs to no config family")
+            cls.type_name = type_name
+            cls.family.register(type_name, cls)
+
+    # ------------------------------------------------------------------ validation
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_node(cls, value: Any, handler: Callable[[Any], Any], info: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return handler(value)
+        data = dict(value)
+        target = cls._select_class(data)
+        if target is not cls:
+            return target.model_validate(data, context=info.context)
+        data.pop("type", None)
+        data = cls._expand_shortcuts(data)
+        return handler(data)
+
+    @classmethod
+    def _select_class(cls, data: Mapping[str, Any]) -> type[Config]:
+        """Return the class that validates `data`: `cls`, or a family member named by `type`."""
+        if cls.family is None:
+            if "type" in data and "type" not in cls.model_fields:
+                raise _error_at("type", "unexpected_type", f"{cls.__name__} is not polymorphic and takes no `type` key", data["type"])
+            return cls
+        type_name = data.get("type")
+        if type_name is None:
+            if cls.type_name is not None or cls.family.default_type is None:
+                return cls
+            type_name = cls.family.default_type
+        target = cls.family.lookup(type_name) if isinstance(type_name, str) else None
+        allowed = [name for name, member in cls.family.types.items() if issubclass(member, cls)]
+        if target is None or not issubclass(target, cls):
+            raise _error_at("type", "unknown_type", cls.family.unknown_type_message(type_name, allowed), type_name)
+        return target
+
+    @classmethod
+    def _expand_shortcuts(cls, data: dict[str, Any]) -> dict[str, Any]:
+        for name, targets in cls.shortcuts.items():
+            value = data.pop(name, None)
+            if value is None:
+                continue
+            for path, transform in targets.items():
+                target_value = transform(value) if transform is not None else value
+                data = _set_where_unset(cls, data, path.split("."), target_value)
+        return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:
+        """Describe a family base as a `oneOf` of its types and give each type its `type` key."""
+        if cls.family is None:
+            return handler(core_schema)
+        if cls.type_name is not None:
+            return cls._add_type_key(handler(core_schema), handler)
+        members = [member for member in cls.family.types.values() if issubclass(member, cls)]
+        branches = [member._add_type_key(handler(member.__pydantic_core_schema__), handler) for member in members]
+        return {"oneOf": branches, "description": (cls.__doc__ or "").strip()}
+
+    @classmethod
+    def _add_type_key(cls, schema: dict[str, Any], handler: Any) -> dict[str, Any]:
+        target = handler.resolve_ref_schema(schema)
+        if "type" in target.get("properties", {}):
+            return schema
+        type_schema = {"const": cls.type_name, "description": f"{cls.family.name} type"}
+        target["properties"] = {"type": type_schema, **target.get("properties", {})}
+        if cls.type_name != cls.family.default_type:
+            target["required"] = ["type", *target.get("required", [])]
+        return schema
+
+    # ------------------------------------------------------------------ parent defaults
+
+    def _fill_defaults(self, field_name: str, **defaults: Any) -> None:
+        """Give the child config in `field_name` default values for its unset fields.
+
+        Called by a parent from its own after-validator. The child is copied, never
+        changed in place, because the same child object may sit in several parents.
+        Lists and dicts of configs give the defaults to every item.
+        """
+        child = getattr(self, field_name)
+        object.__setattr__(self, field_name, _with_defaults(child, defaults))
+
+    @property
+    def resolved(self) -> Self:
+        """This config with every unset field that a parent gave a default filled in, recursively."""
+        updates = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None and name in self._defaults:
+                value = self._defaults[name]
+            updates[name] = _resolve(value)
+        copy = self.model_copy(update=updates)
+        copy._defaults = dict(self._defaults)
+        return copy
+
+    def default_for(self, field_name: str) -> Any:
+        """Return the parent-provided default of `field_name` (None when there is none)."""
+        return self._defaults.get(field_name)
+
+    # ------------------------------------------------------------------ serialization
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, _source: Any = None) -> Self:
+        """Validate a plain mapping (as loaded from YAML or JSON) into a config."""
+        from .validation import validate
+
+        return validate(cls, data, source=_source)
+
+    @classmethod
+    def from_yaml(cls, source: Any) -> Self:
+        """Load and validate YAML from a file path or from YAML text."""
+        from .yaml_io import load_yaml
+
+        loaded = load_yaml(source)
+        return cls.from_dict(loaded.data, _source=loaded)
+
+    def to_dict(self, *, resolved: bool = False) -> dict[str, Any]:
+        """Return the config as plain data.
+
+        By default only values that differ from what loading fills in by itself are
+        written; polymorphic nodes always keep their `type`. With `resolved=True` every
+        field is written, with the defaults provided by parents filled in.
+        """
+        from .serialize import dump_config
+
+        node = self.resolved if resolved else self
+        return dump_config(node, full=resolved)
+
+    def to_yaml(self, *, resolved: bool = False) -> str:
+        """Return the config as YAML text that `from_yaml` loads back into an equal config."""
+        from .yaml_io import dump_yaml
+
+        return dump_yaml(self.to_dict(resolved=resolved))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Self:
+        """Return a validated copy with dotted keys (`transformer.block.mixer.heads`) replaced.
+
+        String values are parsed as YAML scalars, so `"8"` becomes 8 and `"1e-5"` a float.
+        """
+        from .overrides import apply_overrides
+
+        return apply_overrides(self, overrides)
+
+
+def _error_at(key: str, error_type: str, message: str, value: Any) -> ValidationError:
+    """Build a ValidationError located at `key` of the node being validated."""
+    # Curly braces are template placeholders in PydanticCustomError, so escape them.
+    template = message.replace("{", "{{").replace("}", "}}")
+    return ValidationError.from_exception_data(
+        "Config",
+        [{"type": PydanticCustomError(error_type, template), "loc": (key,), "input": value}],
+    )
+
+
+def _with_defaults(child: Any, defaults: dict[str, Any]) -> Any:
+    if isinstance(child, Config):
+        unknown = set(defaults) - set(type(child).model_fields)
+        if unknown:
+            raise TypeError(f"{type(child).__name__} has no fields {sorted(unknown)} to give defaults to")
+        copy = child.model_copy()
+        copy._defaults = {**child._defaults, **defaults}
+        return copy
+    if isinstance(child, list):
+        return [_with_defaults(item, defaults) for item in child]
+    if isinstance(child, dict):
+        return {key: _with_defaults(item, defaults) for key, item in child.items()}
+    return child
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.resolved
+    if isinstance(value, list):
+        return [_resolve(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _resolve(item) for key, item in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------- shortcut expansion
+
+
+def _set_where_unset(owner: type[Config], data: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """Set `path` inside raw `data` of class `owner` to `value` unless the user set it.
+
+    Intermediate nodes may be missing (created), raw mappings or validated configs (turned
+    back into mappings). A target field that the selected class does not have is skipped,
+    so a shortcut reaches only the children it applies to.
+    """
+    name, rest = path[0], path[1:]
+    if name not in owner.model_fields:
+        return data
+    current = data.get(name)
+    if not rest:
+        if current is None:
+            data = {**data, name: value}
+        return data
+    child_class = _config_class_of(owner, name)
+    if child_class is None:
+        return data
+    data = dict(data)
+    if rest[0] == "*":
+        data[name] = _set_in_items(child_class, current, rest[1:], value)
+    else:
+        data[name] = _set_in_node(child_class, current, rest, value)
+    return data
+
+
+def _set_in_items(child_class: type[Config], items: Any, path: list[str], value: Any) -> Any:
+    if isinstance(items, Mapping):
+        return {key: _set_in_node(child_class, item, path, value) for key, item in items.items()}
+    if isinstance(items, list):
+        return [_set_in_node(child_class, item, path, value) for item in items]
+    return items
+
+
+def _set_in_node(child_class: type[Config], node: Any, path: list[str], value: Any) -> Any:
+    if isinstance(node, Config):
+        node = node.to_dict()
+    elif node is None:
+        node = {}
+    if not isinstance(node, Mapping):
+        return node  # the type error is reported by validation
+    node = dict(node)
+    try:
+        selected = child_class._select_class(node)
+    except ValidationError:
+        return node  # the unknown type is reported by validation
+    return _set_where_unset(selected, node, path, value)
+
+
+def _config_class_of(owner: type[Config], field_name: str) -> type[Config] | None:
+    """Return the Config class inside a field's annotation (through Optional, list, dict)."""
+    return config_class_in(owner.model_fields[field_name].annotation)
+
+
+def config_class_in(annotation: Any) -> type[Config] | None:
+    """Return the Config class named by an annotation such as `X | None`, `list[X]` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, Config):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = config_class_in(argument)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,84 @@
+"""Registries of config families: `type` name -> config class, open to plugins."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from .base import Config
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_ENTRY_POINT_GROUP = "blockspec.plugins"
+
+_families: dict[str, Family] = {}
+_loaded_entry_points: set[str] = set()
+
+
+@dataclass
+class Family:
+    """A polymorphic config family: its base class, default type and registered types."""
+
+    name: str
+    base: type[Config]
+    default_type: str | None
+    types: dict[str, type[Config]] = field(default_factory=dict)
+
+    def register(self, type_name: str, config_class: type[Config]) -> None:
+        existing = self.types.get(type_name)
+        if existing is not None and existing.__qualname__ != config_class.__qualname__:
+            raise ConfigError(
+                f"{self.name} type {type_name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}; choose another type name"
+            )
+        self.types[type_name] = config_class
+
+    def lookup(self, type_name: str) -> type[Config] | None:
+        """Return the class registered as `type_name`, loading plugins if it is not known yet."""
+        if type_name not in self.types:
+            load_plugins()
+        return self.types.get(type_name)
+
+    def unknown_type_message(self, type_name: object, allowed: list[str]) -> str:
+        names = ", ".join(sorted(allowed)) or "(none)"
+        hint = did_you_mean(type_name, allowed) if isinstance(type_name, str) else ""
+        return (
+            f"unknown {self.name} type {type_name!r}; registered types: {names}.{hint} "
+            f"New types are registered by subclassing the {self.base.__name__} class "
+            f"or through the {PLUGIN_ENTRY_POINT_GROUP!r} entry point group."
+        )
+
+
+def create_family(name: str, base: type[Config], default_type: str | None) -> Family:
+    if name in _families:
+        raise ConfigError(f"config family {name!r} is already defined by {_families[name].base.__qualname__}")
+    family = Family(name=name, base=base, default_type=default_type)
+    _families[name] = family
+    return family
+
+
+def families() -> dict[str, Family]:
+    """Return every config family by name."""
+    return dict(_families)
+
+
+def load_plugins() -> None:
+    """Import every not yet loaded entry point of the `blockspec.plugins` group.
+
+    A plugin registers its types as a side effect of being imported. A failing plugin is
+    logged and skipped so that one broken package does not break every config.
+    """
+    for entry_point in importlib.metadata.entry_points(group=PLUGIN_ENTRY_POINT_GROUP):
+        key = f"{entry_point.name}={entry_point.value}"
+        if key in _loaded_entry_points:
+            continue
+        _loaded_entry_points.add(key)
+        try:
+            entry_point.load()
+        except Exception:
+            logger.exception("Failed to load blockspec plugin %s", key)

@@ -1,0 +1,115 @@
+"""Validate plain data into a config, turning pydantic errors into one `ConfigError`."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from .base import Config, config_class_in
+from .errors import ConfigError, ConfigIssue, did_you_mean, format_path
+
+ConfigT = TypeVar("ConfigT", bound=Config)
+
+# Pydantic error types whose `input` is the whole parent node rather than an offending value.
+_NO_INPUT_TYPES = {"missing"}
+
+
+def validate(cls: type[ConfigT], data: Any, *, source: Any = None) -> ConfigT:
+    """Validate `data` as `cls`; `source` is the LoadedYaml it came from, if any."""
+    if not isinstance(data, Mapping):
+        name = getattr(source, "source", None)
+        raise ConfigError(
+            ConfigIssue(path="", message=f"a config must be a mapping of field names to values, not {type(data).__name__}", value=data),
+            source=name,
+        )
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise config_error(cls, data, error, source) from None
+
+
+def config_error(cls: type[Config], data: Any, error: ValidationError, source: Any = None) -> ConfigError:
+    """Convert a pydantic ValidationError on `data` into a ConfigError with paths and lines."""
+    issues = []
+    for detail in error.errors(include_url=False):
+        loc = tuple(detail["loc"])
+        message = _message(cls, data, detail)
+        location = source.location(loc) if source is not None else None
+        if detail["type"] in _NO_INPUT_TYPES:
+            issues.append(ConfigIssue(format_path(loc), message, location=location))
+        else:
+            issues.append(ConfigIssue(format_path(loc), message, detail.get("input"), location))
+    return ConfigError(issues, source=getattr(source, "source", None))
+
+
+def _message(cls: type[Config], data: Any, detail: Mapping[str, Any]) -> str:
+    error_type = detail["type"]
+    loc = tuple(detail["loc"])
+    if error_type == "extra_forbidden":
+        owner = class_at(cls, data, loc[:-1])
+        if owner is not None:
+            key = str(loc[-1])
+            allowed = [name for name in owner.model_fields]
+            return (
+                f"unknown key {key!r} for {_describe(owner)}.{did_you_mean(key, allowed)} "
+                f"Valid keys: {', '.join(allowed)}"
+            )
+        return "unknown key"
+    if error_type == "missing":
+        return "required field is missing; add it to the config"
+    return detail["msg"][0].lower() + detail["msg"][1:] if detail["msg"] else error_type
+
+
+def _describe(config_class: type[Config]) -> str:
+    if config_class.family is not None and config_class.type_name is not None:
+        return f"{config_class.family.name} type {config_class.type_name!r}"
+    return config_class.__name__
+
+
+def class_at(root: type[Config], data: Any, loc: tuple[Any, ...]) -> type[Config] | None:
+    """Return the config class that validates the node at `loc` inside raw `data`."""
+    config_class = _select(root, data)
+    node = data
+    container: Any = None  # annotation of a list or dict of configs whose index comes next
+    for part in loc:
+        if container is not None:
+            node = _item(node, part)
+            config_class = _select(config_class_in(container), node)
+            container = None
+            continue
+        if config_class is None or part not in config_class.model_fields:
+            return None
+        annotation = config_class.model_fields[part].annotation
+        node = _item(node, part)
+        child_class = config_class_in(annotation)
+        if child_class is not None and not _is_direct(annotation):
+            container, config_class = annotation, None
+        else:
+            config_class = _select(child_class, node) if child_class is not None else None
+    return config_class if container is None else None
+
+
+def _is_direct(annotation: Any) -> bool:
+    """Return False for a list or dict of configs, where the next path part is an index."""
+    origins = {typing.get_origin(arg) for arg in (annotation, *typing.get_args(annotation))}
+    return not origins & {list, dict, tuple}
+
+
+def _item(node: Any, part: Any) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def _select(config_class: type[Config], node: Any) -> type[Config] | None:
+    if not isinstance(node, Mapping):
+        return config_class
+    try:
+        return config_class._select_class(node)
+    except ValidationError:
+        return None

@@ -1,0 +1,3 @@
+"""Placeholder until the attention configs land."""
+
+__all__: list[str] = []

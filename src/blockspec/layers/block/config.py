@@ -1,0 +1,3 @@
+"""Placeholder until the block configs land."""
+
+__all__: list[str] = []

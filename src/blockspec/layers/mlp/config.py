@@ -1,0 +1,3 @@
+"""Placeholder until the mlp configs land."""
+
+__all__: list[str] = []

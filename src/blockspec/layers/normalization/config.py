@@ -1,0 +1,44 @@
+"""Normalization layer configs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..families import NormalizationConfig
+from ..parameter.config import ParameterConfig
+
+__all__ = ["LayerNormConfig", "NoNormalizationConfig", "RMSNormConfig"]
+
+
+class RMSNormConfig(NormalizationConfig, type_name="rms_norm"):
+    """Root-mean-square normalization with a learned per-channel weight."""
+
+    epsilon: float = Field(1e-5, gt=0)
+    """Added to the mean square before the square root."""
+    zero_centered: bool = False
+    """Store the weight as w - 1 (initialized to 0), as Gemma does."""
+    weight: ParameterConfig = ParameterConfig()
+    """The per-channel weight (default: ones, or zeros when zero_centered; no weight decay)."""
+    lr_scale: float | None = Field(None, ge=0)
+    """Multiplier of the learning rate of this layer's parameters; None means 1."""
+
+
+class LayerNormConfig(NormalizationConfig, type_name="layer_norm"):
+    """Layer normalization (mean and variance) with a learned weight and optional bias."""
+
+    epsilon: float = Field(1e-5, gt=0)
+    """Added to the variance before the square root."""
+    zero_centered: bool = False
+    """Store the weight as w - 1 (initialized to 0)."""
+    bias: bool = True
+    """Whether the layer adds a learned bias."""
+    weight: ParameterConfig = ParameterConfig()
+    """The per-channel weight (default: ones, or zeros when zero_centered; no weight decay)."""
+    bias_parameter: ParameterConfig = ParameterConfig()
+    """The per-channel bias (default: zeros; no weight decay)."""
+    lr_scale: float | None = Field(None, ge=0)
+    """Multiplier of the learning rate of this layer's parameters; None means 1."""
+
+
+class NoNormalizationConfig(NormalizationConfig, type_name="none"):
+    """Identity: no normalization."""
