@@ -1,7 +1,7 @@
 """Strict, safe YAML loading and dumping for configs.
 
 PyYAML's own loaders follow YAML 1.1, where `yes`, `on` and `off` are booleans, `1:30` is
-the integer 5400, `010` is octal and `1e-5` is a string because it has no dot. A key named
+the base-60 integer 90, `010` is octal 8 and `1e-5` is a string because it has no dot. A key named
 `on` or a learning rate written `1e-5` would then silently change type. This module
 resolves plain scalars with its own resolver, close to the YAML 1.2 core schema:
 
@@ -114,7 +114,7 @@ class LoadedYaml:
 def load_yaml(source: str | os.PathLike, *, max_nodes: int = 1_000_000) -> LoadedYaml:
     """Load one YAML document as plain data, raising ConfigError for anything invalid.
 
-    A str that contains a newline or does not end in `.yaml`/`.yml` is YAML text. Any other
+    A str that contains a newline or does not end in `.yaml`/`.yml` (in any case) is YAML text. Any other
     str, and any os.PathLike, is a file path. `max_nodes` limits the number of values in the
     document after every alias is expanded.
     """
@@ -124,7 +124,7 @@ def load_yaml(source: str | os.PathLike, *, max_nodes: int = 1_000_000) -> Loade
     except yaml.YAMLError as error:
         raise _syntax_error(error, name) from error
     except RecursionError as error:
-        message = "the document is nested too deeply to load. Flatten the structure."
+        message = "the document is nested too deeply for the parser. Reduce the nesting depth."
         raise ConfigError(message, source=name) from error
 
 
@@ -133,7 +133,8 @@ def dump_yaml(data: Any) -> str:
 
     Keys keep their insertion order. Tuples are written as sequences and load back as
     lists. Raises TypeError for any value that is not a dict, list, tuple, str, int, float,
-    bool or None, and for mapping keys that are not str or int.
+    bool or None, and for mapping keys that are not str or int. Data that contains itself
+    raises RecursionError.
     """
     stream = io.StringIO()
     dumper = _Dumper(stream)
@@ -162,7 +163,7 @@ def _read_source(source: str | os.PathLike) -> tuple[str | bytes, str]:
     except FileNotFoundError as error:
         raise ConfigError(f"YAML file not found: {path}", source=path) from error
     except OSError as error:
-        raise ConfigError(f"cannot read YAML file {path}: {error.strerror}", source=path) from error
+        raise ConfigError(f"failed to read YAML file {path}: {error.strerror}", source=path) from error
 
 
 def _is_yaml_text(text: str) -> bool:
@@ -264,7 +265,7 @@ class _Loader(Reader, Scanner, Parser, _AliasComposer, _Resolver):
 
 
 class _NodeCounter:
-    """Counts the values a node graph expands to, and rejects recursive aliases.
+    """Counter of the values a node graph expands to, which also rejects recursive aliases.
 
     Sizes are memoized per node, so the work is linear in the size of the graph even when
     the expansion is exponential. A merge key counts every merged entry, including ones that
@@ -296,13 +297,13 @@ class _NodeCounter:
 
     def _recursive_alias(self, node: Node | _AliasNode) -> ConfigError:
         name = getattr(node, "anchor", "?")
-        message = f"alias *{name} is used inside the node it refers to, which would never end"
+        message = f"recursive alias *{name}: the alias is used inside the node it refers to"
         return _error(self.source, (), node, message)
 
     def _too_many_nodes(self, node: Node | _AliasNode) -> ConfigError:
-        what = "alias expansion" if self.alias_count else "the document"
+        subject = "alias expansion" if self.alias_count else "the document"
         message = (
-            f"{what} exceeds {self.max_nodes} nodes. "
+            f"{subject} exceeds {self.max_nodes} nodes. "
             "Use fewer aliases or pass a larger max_nodes to load_yaml."
         )
         return _error(self.source, (), node, message)
@@ -363,7 +364,7 @@ _PLAIN_DATA = "Only mappings, sequences, strings, numbers, booleans and null are
 
 
 class _Builder:
-    """Builds plain Python data from a node graph and records the line of every value.
+    """Converter from a node graph to plain Python data that records the line of every value.
 
     Each visit creates new containers, so every alias use yields an independent copy.
     Run `_NodeCounter` first, because the builder assumes the graph has no cycles.
@@ -478,7 +479,7 @@ def _is_merge_key(key_node: Node | _AliasNode) -> bool:
 
 
 class _Representer(BaseRepresenter):
-    """Represents only plain data, without anchors, tagged for `_Resolver`."""
+    """Representer for plain data only, which never writes anchors or aliases."""
 
     def ignore_aliases(self, data: Any) -> bool:
         # Shared objects are written out in full each time, because the loader copies
@@ -486,8 +487,14 @@ class _Representer(BaseRepresenter):
         return True
 
 
+# PyYAML 6.0.4 writes these line breaks unescaped in single-quoted scalars, and reading
+# folds them into spaces, so strings containing them are written double-quoted.
+_UNICODE_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def _represent_str(representer: _Representer, data: str) -> Node:
-    return representer.represent_scalar(_STR_TAG, data)
+    style = '"' if any(char in data for char in _UNICODE_LINE_BREAKS) else None
+    return representer.represent_scalar(_STR_TAG, data, style=style)
 
 
 def _represent_bool(representer: _Representer, data: bool) -> Node:
