@@ -267,6 +267,8 @@ def _set_where_unset(owner: type[Config], data: dict[str, Any], path: list[str],
     child_class = _config_class_of(owner, name)
     if child_class is None:
         return data
+    if rest[0] == "*" and current is None:
+        return data  # no items to expand into; the field keeps its default
     data = dict(data)
     if rest[0] == "*":
         data[name] = _set_in_items(child_class, current, rest[1:], value)

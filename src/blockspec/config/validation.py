@@ -59,8 +59,8 @@ def _message(cls: type[Config], data: Any, detail: Mapping[str, Any]) -> str:
             )
         return "unknown key"
     if error_type == "missing":
-        return "required field is missing; add it to the config"
-    return detail["msg"][0].lower() + detail["msg"][1:] if detail["msg"] else error_type
+        return "Field required; add it to the config"
+    return detail["msg"] or error_type
 
 
 def _describe(config_class: type[Config]) -> str:
