@@ -242,3 +242,8 @@ def test_yaml_scientific_notation_loads_as_float():
 def test_non_polymorphic_config_rejects_type_key():
     with pytest.raises(ConfigError, match=r"query\.type: ToyLinearConfig is not polymorphic"):
         ToyAttentionConfig.from_dict({"query": {"type": "linear"}})
+
+
+def test_constructor_raises_config_error():
+    with pytest.raises(ConfigError, match=r"query\.bias: Input should be a valid boolean"):
+        ToyAttentionConfig(heads=2, query={"bias": "maybe"})

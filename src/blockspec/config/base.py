@@ -32,7 +32,24 @@ ShortcutTargets = Mapping[str, "Callable[[Any], Any] | None"]
 """Dotted target path (relative, `*` for every item of a list or dict) -> value transform."""
 
 
-class Config(BaseModel):
+class _ConfigMeta(type(BaseModel)):  # type: ignore[misc]
+    """Turns the ValidationError of a direct `SomeConfig(...)` call into a ConfigError.
+
+    Pydantic builds nested configs without calling the class, so only user calls pass
+    here; overriding `__init__` instead would make pydantic route nested validation
+    through it.
+    """
+
+    def __call__(cls, *args: Any, **data: Any) -> Any:
+        try:
+            return super().__call__(*args, **data)
+        except ValidationError as error:
+            from .validation import config_error
+
+            raise config_error(cls, data, error) from None
+
+
+class Config(BaseModel, metaclass=_ConfigMeta):
     """Base class of every blockspec config: strict, frozen, unknown keys rejected."""
 
     model_config = ConfigDict(
