@@ -1,4 +1,4 @@
-"""Initialization functions: fill a tensor in place as its `InitializationConfig` says.
+"""Initialization functions that fill a tensor in place as its `InitializationConfig` specifies.
 
 Each config class maps to one function registered with `@register_initializer`; a
 plugin that adds an initialization type registers its function the same way. Every
@@ -29,7 +29,7 @@ __all__ = ["Initializer", "initialize", "register_initializer"]
 
 
 class Initializer(Protocol):
-    """Fill `tensor` in place; `fan_in` and `num_layers` are None when the owner did not give them."""
+    """Fill `tensor` in place. `fan_in` and `num_layers` are None when the owning layer does not provide them."""
 
     def __call__(
         self,
@@ -66,7 +66,7 @@ def initialize(
     num_layers: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Fill `tensor` in place as `config` says and return it.
+    """Fill `tensor` in place as `config` specifies and return it.
 
     Random values are drawn in float32 and then cast, so a bfloat16 tensor gets the
     rounded float32 values rather than values sampled at low precision.
@@ -161,7 +161,7 @@ def _kaiming_uniform(
     generator: torch.Generator | None,
     **_: object,
 ) -> None:
-    # Gain of a leaky ReLU with negative slope a; bound = gain * sqrt(3 / fan_in).
+    # Gain of a leaky ReLU with negative slope a, and bound = gain * sqrt(3 / fan_in).
     gain = math.sqrt(2.0 / (1 + config.a**2))
     bound = gain * math.sqrt(3.0 / _require(fan_in, "fan_in", config))
     tensor.uniform_(-bound, bound, generator=generator)
