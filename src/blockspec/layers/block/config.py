@@ -1,3 +1,334 @@
-"""Placeholder until the block configs land."""
+"""Configs of blocks (`transformer`) and of block sequences (`repeat`)."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from ...config import Config, ConfigError
+from ..families import BlockConfig, BlockSequenceConfig, FeedForwardConfig, MixerConfig, NormalizationConfig
+from ..normalization.config import RMSNormConfig
+
+__all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig", "count_parameters"]
+
+
+def count_parameters(config: Config, *, hidden_size: int) -> int:
+    """Return the parameter count of the module that `config` builds in a stream of width `hidden_size`.
+
+    Uses the config's own `num_parameters(hidden_size=...)`. The built-in normalization and
+    attention configs, which define no such method, are counted here from their fields.
+    """
+    method = getattr(config, "num_parameters", None)
+    if method is not None:
+        return method(hidden_size=hidden_size)
+    counter = _BUILTIN_COUNTERS.get(type(config).__name__)
+    if counter is None:
+        raise TypeError(
+            f"cannot count the parameters of {type(config).__name__} (type {config.type_name!r}); "
+            "give the config class a method num_parameters(self, *, hidden_size) -> int"
+        )
+    return counter(config.resolved, hidden_size)
+
+
+def _count_rms_norm(config: Any, hidden_size: int) -> int:
+    return hidden_size
+
+
+def _count_layer_norm(config: Any, hidden_size: int) -> int:
+    return hidden_size * (2 if config.bias else 1)
+
+
+def _count_attention(config: Any, hidden_size: int) -> int:
+    head_size = config.head_size_for(hidden_size)
+    query_width = config.heads * head_size
+    key_value_width = config.kv_heads * head_size
+    count = hidden_size * (query_width + 2 * key_value_width) + query_width * hidden_size
+    biases = [(config.query, query_width), (config.key, key_value_width), (config.value, key_value_width), (config.output, hidden_size)]
+    count += sum(width for linear, width in biases if linear.bias)
+    norms = [(config.query_norm, query_width), (config.key_norm, key_value_width)]
+    for norm, width in norms:
+        if norm is not None:
+            count += count_parameters(norm, hidden_size=head_size if config.qk_norm_per_head else width)
+    return count
+
+
+_BUILTIN_COUNTERS = {
+    "RMSNormConfig": _count_rms_norm,
+    "LayerNormConfig": _count_layer_norm,
+    "NoNormalizationConfig": lambda config, hidden_size: 0,
+    "AttentionConfig": _count_attention,
+}
+
+
+class TransformerBlockConfig(BlockConfig, type_name="transformer"):
+    """A pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)).
+
+    Optional post norms normalize each branch's output before it is added to the residual
+    (Gemma 2 uses pre and post norms, OLMo 2 uses post norms only with `normalization: {type: none}`).
+    """
+
+    mixer: MixerConfig
+    """Token mixer (type `attention` when `type` is omitted)."""
+    mlp: FeedForwardConfig
+    """Per-token feed-forward layer (type `mlp` when `type` is omitted)."""
+    normalization: NormalizationConfig = RMSNormConfig()
+    """Pre-norm applied to the input of the mixer and, as a separate layer, of the mlp."""
+    post_mixer_normalization: NormalizationConfig | None = None
+    """Normalization of the mixer output before the residual addition; None means none."""
+    post_mlp_normalization: NormalizationConfig | None = None
+    """Normalization of the mlp output before the residual addition; None means none."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout probability on the mixer and mlp outputs before each residual addition (training only)."""
+    lr_scale: float | None = Field(None, ge=0)
+    """Multiplier of the learning rate of every parameter of this block; None means 1."""
+    add_linear_biases: bool | None = None
+    """Shortcut: passed to the mixer's and the mlp's `add_linear_biases` where they leave it unset."""
+    init_std: float | None = None
+    """Shortcut: passed to the mixer's and the mlp's `init_std` where they leave it unset."""
+
+    shortcuts: ClassVar[dict[str, Any]] = {
+        "add_linear_biases": {"mixer.add_linear_biases": None, "mlp.add_linear_biases": None},
+        "init_std": {"mixer.init_std": None, "mlp.init_std": None},
+    }
+
+    def num_parameters(self, *, hidden_size: int) -> int:
+        """Return the number of parameters of this block in a stream of width `hidden_size`."""
+        norms = [self.normalization, self.normalization, self.post_mixer_normalization, self.post_mlp_normalization]
+        count = count_parameters(self.mixer, hidden_size=hidden_size)
+        count += count_parameters(self.mlp, hidden_size=hidden_size)
+        count += sum(count_parameters(norm, hidden_size=hidden_size) for norm in norms if norm is not None)
+        return count
+
+
+_SLICE_PATTERN = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
+
+
+class LayerOverrideConfig(Config):
+    """Field values replaced in the blocks of selected layers of a `repeat` sequence."""
+
+    layers: int | list[int] | str
+    """Layer indices: one index, a list of indices, or a Python slice such as "::4" or "1:8" (negative indices count from the end)."""
+    set: dict[str, Any]
+    """Dotted path inside the block (such as `mixer.window_size`) -> new value."""
+
+    @model_validator(mode="after")
+    def _check_syntax(self):
+        if isinstance(self.layers, str) and _SLICE_PATTERN.match(self.layers) is None:
+            raise _error_at(
+                ("layers",),
+                "invalid_layer_slice",
+                "a string must be a slice start:stop[:step] such as '::4' or '1:8'; "
+                "use an integer or a list of integers for single layers",
+                self.layers,
+            )
+        if not self.set:
+            raise _error_at(("set",), "empty_override", "an override needs at least one dotted path -> value", self.set)
+        return self
+
+    def layer_indices(self, num_layers: int) -> list[int]:
+        """Return the sorted layer indices selected in a sequence of `num_layers` layers.
+
+        Raises ValueError for an index outside the sequence or a slice step of 0.
+        """
+        if isinstance(self.layers, str):
+            match = _SLICE_PATTERN.match(self.layers)
+            start, stop, step = (int(part) if part is not None else None for part in match.groups())
+            if step == 0:
+                raise ValueError(f"slice step must not be 0, got {self.layers!r}")
+            return sorted(range(num_layers)[slice(start, stop, step)])
+        indices = [self.layers] if isinstance(self.layers, int) else self.layers
+        resolved = []
+        for index in indices:
+            if not -num_layers <= index < num_layers:
+                raise ValueError(f"layer index {index} is outside the sequence of {num_layers} layers (valid: 0 to {num_layers - 1})")
+            resolved.append(index % num_layers)
+        return sorted(set(resolved))
+
+
+class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
+    """A stack of `num_layers` blocks: one `block` repeated, or named `blocks` tiled by `pattern`.
+
+    `overrides` then change fields of selected layers, and `shared_blocks` makes every
+    occurrence of a named block reuse one module (one set of weights).
+    """
+
+    num_layers: int = Field(gt=0)
+    """Number of layers in the sequence."""
+    block: BlockConfig | None = None
+    """The block of every layer; set either this or `blocks` with `pattern`."""
+    blocks: dict[str, BlockConfig] | None = None
+    """Named blocks that `pattern` refers to; set either this or `block`."""
+    pattern: list[str] | None = None
+    """Names from `blocks`, repeated to fill `num_layers`; its length must divide num_layers."""
+    overrides: list[LayerOverrideConfig] = []
+    """Per-layer changes applied in order after tiling (a later override wins)."""
+    shared_blocks: list[str] = []
+    """Names from `blocks` whose every occurrence reuses the first occurrence's module and weights."""
+    hidden_size: int | None = Field(None, gt=0)
+    """Width of the residual stream; None means the enclosing model's hidden size."""
+    full_precision_residual: bool | None = None
+    """Whether the residual stream is kept in float32; None means the enclosing model's setting."""
+    lr_scale: float | None = Field(None, ge=0)
+    """Multiplier of the learning rate of every parameter of the sequence; None means 1."""
+    add_linear_biases: bool | None = None
+    """Shortcut: passed to `add_linear_biases` of `block` and of every entry of `blocks` that leaves it unset."""
+    init_std: float | None = None
+    """Shortcut: passed to `init_std` of `block` and of every entry of `blocks` that leaves it unset."""
+
+    shortcuts: ClassVar[dict[str, Any]] = {
+        "add_linear_biases": {"block.add_linear_biases": None, "blocks.*.add_linear_biases": None},
+        "init_std": {"block.init_std": None, "blocks.*.init_std": None},
+    }
+
+    @model_validator(mode="after")
+    def _check_layout(self):
+        self._check_block_or_blocks()
+        if self.blocks is not None:
+            self._check_pattern()
+            self._check_shared_blocks()
+        self._check_overrides()
+        return self
+
+    def _check_block_or_blocks(self) -> None:
+        if self.block is not None and self.blocks is not None:
+            raise _error_at(("blocks",), "block_and_blocks", "set either `block` or `blocks` with `pattern`, not both", list(self.blocks))
+        if self.block is None and self.blocks is None:
+            raise _error_at(("block",), "missing_block", "set `block` (one block for every layer) or `blocks` with `pattern`", None)
+        if self.block is not None and self.pattern is not None:
+            raise _error_at(("pattern",), "pattern_without_blocks", "a pattern names entries of `blocks`; with a single `block` remove `pattern`", self.pattern)
+        if self.block is not None and self.shared_blocks:
+            raise _error_at(
+                ("shared_blocks",),
+                "shared_without_blocks",
+                "shared_blocks names entries of `blocks`; to share one block across every layer, "
+                "write it as `blocks: {name: ...}`, `pattern: [name]` and `shared_blocks: [name]`",
+                self.shared_blocks,
+            )
+
+    def _check_pattern(self) -> None:
+        names = list(self.blocks)
+        if not names:
+            raise _error_at(("blocks",), "empty_blocks", "define at least one named block", {})
+        if not self.pattern:
+            raise _error_at(("pattern",), "missing_pattern", f"a list of block names is required with `blocks`, e.g. {names}", self.pattern)
+        for index, name in enumerate(self.pattern):
+            if name not in self.blocks:
+                hint = _did_you_mean(name, names)
+                raise _error_at(("pattern", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint} Defined: {', '.join(names)}", name)
+        if self.num_layers % len(self.pattern) != 0:
+            raise _error_at(
+                ("pattern",),
+                "pattern_length",
+                f"the pattern length {len(self.pattern)} must divide num_layers={self.num_layers}; "
+                f"change num_layers to a multiple of {len(self.pattern)} or adjust the pattern",
+                self.pattern,
+            )
+        for name in names:
+            if name not in self.pattern:
+                raise _error_at(("blocks", name), "unused_block", f"block {name!r} is not used in pattern {self.pattern}; add it to the pattern or remove it", name)
+
+    def _check_shared_blocks(self) -> None:
+        for index, name in enumerate(self.shared_blocks):
+            if name not in self.blocks:
+                hint = _did_you_mean(name, list(self.blocks))
+                raise _error_at(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint}", name)
+
+    def _check_overrides(self) -> None:
+        names = self.layer_block_names()
+        for position, override in enumerate(self.overrides):
+            try:
+                indices = override.layer_indices(self.num_layers)
+            except ValueError as error:
+                raise _error_at(("overrides", position, "layers"), "invalid_layers", f"{error}", override.layers) from None
+            for index in indices:
+                if names[index] in self.shared_blocks:
+                    raise _error_at(
+                        ("overrides", position, "layers"),
+                        "override_of_shared_block",
+                        f"layer {index} uses shared block {names[index]!r}, whose occurrences share one module "
+                        "and so cannot differ; define a separate named block instead",
+                        override.layers,
+                    )
+        # Applying the overrides validates every path and value.
+        self.layer_configs()
+
+    def layer_block_names(self) -> list[str | None]:
+        """Return, per layer, the name of its entry in `blocks` (None for every layer when `block` is used)."""
+        if self.blocks is None:
+            return [None] * self.num_layers
+        return [self.pattern[index % len(self.pattern)] for index in range(self.num_layers)]
+
+    def layer_configs(self) -> list[BlockConfig]:
+        """Return the block config of every layer, with the pattern tiled and the overrides applied.
+
+        Layers with the same block and the same overrides share one config object. Raises a
+        ValidationError located at `overrides[i].set.<path>` for an invalid path or value.
+        """
+        names = self.layer_block_names()
+        selections = [override.layer_indices(self.num_layers) for override in self.overrides]
+        cache: dict[tuple[Any, ...], BlockConfig] = {}
+        configs = []
+        for index, name in enumerate(names):
+            applied = tuple(position for position, indices in enumerate(selections) if index in indices)
+            key = (name, applied)
+            if key not in cache:
+                base = self.block if name is None else self.blocks[name]
+                cache[key] = self._apply_overrides(base, applied)
+            configs.append(cache[key])
+        return configs
+
+    def _apply_overrides(self, base: BlockConfig, positions: tuple[int, ...]) -> BlockConfig:
+        config = base
+        for position in positions:
+            values = self.overrides[position].set
+            try:
+                config = config.with_overrides(values)
+            except ConfigError as error:
+                issue = error.issues[0]
+                key = _override_key(issue.path, values)
+                message = f"{issue.message} (in overrides[{position}].set)"
+                raise _error_at(("overrides", position, "set", key), "invalid_override", message, values.get(key)) from None
+        return config
+
+    def num_parameters(self, *, hidden_size: int) -> int:
+        """Return the number of parameters of the sequence; a shared block counts once."""
+        width = self.hidden_size or hidden_size
+        names = self.layer_block_names()
+        counted_shared = set()
+        count = 0
+        for name, config in zip(names, self.layer_configs()):
+            if name in self.shared_blocks:
+                if name in counted_shared:
+                    continue
+                counted_shared.add(name)
+            count += count_parameters(config, hidden_size=width)
+        return count
+
+
+def _override_key(issue_path: str, values: dict[str, Any]) -> str:
+    """Return the key of `values` that an issue path (relative to the block) falls under."""
+    for key in values:
+        if issue_path == key or issue_path.startswith(f"{key}.") or issue_path.startswith(f"{key}["):
+            return key
+    for key in values:
+        if key.startswith(f"{issue_path}.") or not issue_path:
+            return key
+    return issue_path
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    from ...config.errors import did_you_mean
+
+    return did_you_mean(name, candidates)
+
+
+def _error_at(loc: tuple[str | int, ...], error_type: str, message: str, value: Any) -> ValidationError:
+    """Build a ValidationError located at the nested field `loc` of the node being validated."""
+    template = message.replace("{", "{{").replace("}", "}}")
+    return ValidationError.from_exception_data(
+        "Config",
+        [{"type": PydanticCustomError(error_type, template), "loc": loc, "input": value}],
+    )
