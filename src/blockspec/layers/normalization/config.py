@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from typing_extensions import Self
 
-from ..families import NormalizationConfig
+from ..families import InitializationConfig, NormalizationConfig
+from ..initialization.config import OnesInitializationConfig, ZerosInitializationConfig
 from ..parameter.config import ParameterConfig
 
 __all__ = ["LayerNormConfig", "NoNormalizationConfig", "RMSNormConfig"]
@@ -21,6 +23,11 @@ class RMSNormConfig(NormalizationConfig, type_name="rms_norm"):
     """The per-channel weight (default: ones, or zeros when zero_centered; no weight decay)."""
     lr_scale: float | None = Field(None, ge=0)
     """Multiplier of the learning rate of this layer's parameters; None means 1."""
+
+    @model_validator(mode="after")
+    def _default_weight(self) -> Self:
+        self._fill_defaults("weight", initialization=_weight_initialization(self.zero_centered), weight_decay=False)
+        return self
 
 
 class LayerNormConfig(NormalizationConfig, type_name="layer_norm"):
@@ -39,6 +46,17 @@ class LayerNormConfig(NormalizationConfig, type_name="layer_norm"):
     lr_scale: float | None = Field(None, ge=0)
     """Multiplier of the learning rate of this layer's parameters; None means 1."""
 
+    @model_validator(mode="after")
+    def _default_parameters(self) -> Self:
+        self._fill_defaults("weight", initialization=_weight_initialization(self.zero_centered), weight_decay=False)
+        self._fill_defaults("bias_parameter", initialization=ZerosInitializationConfig(), weight_decay=False)
+        return self
+
 
 class NoNormalizationConfig(NormalizationConfig, type_name="none"):
     """Identity: no normalization."""
+
+
+def _weight_initialization(zero_centered: bool) -> InitializationConfig:
+    """Return the initialization that makes the layer start as a plain normalization (scale 1)."""
+    return ZerosInitializationConfig() if zero_centered else OnesInitializationConfig()
