@@ -6,10 +6,13 @@ values (hidden size, layer index, combined lr scale, peft, ...) as keyword-only
 arguments. Parameters are created with `new_parameter`, which records how they are
 initialized and optimized in a `ParameterSpec`, so initialization can happen later (after
 a meta-device build) and optimizer groups can be derived from the model alone.
+`build_model` and `materialize` do that build and that later initialization.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,6 +24,8 @@ from .config import Config
 from .layers.families import InitializationConfig
 
 ModuleT = TypeVar("ModuleT", bound=type[nn.Module])
+
+logger = logging.getLogger(__name__)
 
 _modules: dict[type[Config], type[nn.Module]] = {}
 
@@ -106,3 +111,188 @@ def new_parameter(
 def parameter_spec(parameter: torch.Tensor) -> ParameterSpec | None:
     """Return the spec recorded on a parameter by `new_parameter`, if any."""
     return getattr(parameter, SPEC_ATTRIBUTE, None)
+
+
+# ---------------------------------------------------------------------- building and materializing
+
+
+def build_model(
+    config: Config,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Build the model that `config` describes on the meta device, then materialize it.
+
+    With `device="meta"` nothing is allocated; call `materialize` later. Any other device
+    gets `materialize(model, device, dtype, seed)`, so a CPU build equals a meta build
+    materialized later, bit for bit. When the model has LoRA adapters, every parameter
+    that is not an adapter gets requires_grad=False.
+    """
+    with torch.device("meta"):
+        model = build_module(config.resolved)
+    _freeze_all_but_lora(model)
+    materialize(model, device=device, dtype=dtype, seed=seed)
+    total, trainable = _count_parameters(model)
+    logger.info("built %s: %s parameters, %s trainable", type(model).__name__, f"{total:,}", f"{trainable:,}")
+    return model
+
+
+def materialize(
+    model: nn.Module,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Allocate every parameter and buffer of `model` on `device`, initialize them, and return `model`.
+
+    Parameters created with `new_parameter` are initialized as their spec says, each
+    from its own generator seeded by `seed` and the parameter's name, so a parameter's
+    values depend on neither the order of construction nor the other parameters.
+    Parameters without a spec are initialized by their module's `reset_parameters()`
+    (seeded the same way); without that method they keep their values, which is allowed
+    only for parameters that are not on the meta device.
+    Afterwards `reset_buffers()` is called on every module that has it. `dtype` applies
+    to floating-point parameters; buffers keep their dtype. Tied parameters stay tied.
+    """
+    device = torch.device(device)
+    dtype = _as_dtype(dtype)
+    if device.type == "meta":
+        return model.to(dtype=dtype) if dtype is not None else model
+
+    _check_initializable(model)
+    _allocate(model, device, dtype)
+    _reset_parameters_without_spec(model, device, seed)
+    _initialize_with_specs(model, seed)
+    for module in model.modules():
+        reset_buffers = getattr(module, "reset_buffers", None)
+        if callable(reset_buffers):
+            reset_buffers()
+    return model
+
+
+def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use a torch dtype name such as 'float32' or 'bfloat16'")
+    return value
+
+
+def _freeze_all_but_lora(model: nn.Module) -> None:
+    parameters = list(model.parameters())
+    if not any(_is_lora(parameter) for parameter in parameters):
+        return
+    for parameter in parameters:
+        if not _is_lora(parameter):
+            parameter.requires_grad_(False)
+
+
+def _is_lora(parameter: torch.Tensor) -> bool:
+    spec = parameter_spec(parameter)
+    return spec is not None and spec.is_lora
+
+
+def _count_parameters(model: nn.Module) -> tuple[int, int]:
+    parameters = list(model.parameters())
+    total = sum(parameter.numel() for parameter in parameters)
+    trainable = sum(parameter.numel() for parameter in parameters if parameter.requires_grad)
+    return total, trainable
+
+
+def _check_initializable(model: nn.Module) -> None:
+    """Raise before allocating anything if a meta tensor would be left without values."""
+    missing = []
+    for module_name, module in model.named_modules():
+        has_reset_parameters = callable(getattr(module, "reset_parameters", None))
+        has_reset_buffers = callable(getattr(module, "reset_buffers", None))
+        for name, parameter in module.named_parameters(recurse=False):
+            if parameter.is_meta and parameter_spec(parameter) is None and not has_reset_parameters:
+                missing.append(f"parameter {_join(module_name, name)}")
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.is_meta and not has_reset_buffers:
+                missing.append(f"buffer {_join(module_name, name)}")
+    if missing:
+        raise ValueError(
+            f"cannot materialize {type(model).__name__}: {', '.join(missing)} on the meta device "
+            "have no way to be initialized; create parameters with blockspec.build.new_parameter, "
+            "or give the module reset_parameters() (parameters) or reset_buffers() (buffers)"
+        )
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _allocate(model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> None:
+    """Give every parameter and buffer new storage on `device`, keeping shared ones shared."""
+    replacements: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name, parameter in module._parameters.items():
+            if parameter is not None:
+                if id(parameter) not in replacements:
+                    replacements[id(parameter)] = _allocate_parameter(parameter, device, dtype)
+                module._parameters[name] = replacements[id(parameter)]
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                if id(buffer) not in replacements:
+                    replacements[id(buffer)] = _allocate_buffer(buffer, device)
+                module._buffers[name] = replacements[id(buffer)]
+
+
+def _allocate_parameter(parameter: nn.Parameter, device: torch.device, dtype: torch.dtype | None) -> nn.Parameter:
+    target_dtype = dtype if dtype is not None and parameter.is_floating_point() else parameter.dtype
+    data = torch.empty(parameter.shape, dtype=target_dtype, device=device)
+    if not parameter.is_meta:
+        data.copy_(parameter.detach())
+    allocated = nn.Parameter(data, requires_grad=parameter.requires_grad)
+    allocated.__dict__.update(parameter.__dict__)  # the spec and any other attribute set on it
+    return allocated
+
+
+def _allocate_buffer(buffer: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if buffer.is_meta:
+        return torch.empty(buffer.shape, dtype=buffer.dtype, device=device)
+    return buffer.to(device)
+
+
+def _reset_parameters_without_spec(model: nn.Module, device: torch.device, seed: int) -> None:
+    """Call `reset_parameters()` on each module owning a parameter without a spec, under a derived seed."""
+    for module_name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if not own or all(parameter_spec(parameter) is not None for parameter in own):
+            continue
+        reset_parameters = getattr(module, "reset_parameters", None)
+        if not callable(reset_parameters):
+            continue  # its spec-less parameters were real tensors and kept their values
+        devices = [] if device.type == "cpu" else [device]
+        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+            torch.manual_seed(_derive_seed(seed, module_name))
+            reset_parameters()
+
+
+def _initialize_with_specs(model: nn.Module, seed: int) -> None:
+    from .layers.initialization.module import initialize
+
+    for name, parameter in model.named_parameters():
+        spec = parameter_spec(parameter)
+        if spec is None:
+            continue
+        generator = torch.Generator(device=parameter.device).manual_seed(_derive_seed(seed, name))
+        try:
+            initialize(
+                parameter.data,
+                spec.initialization,
+                fan_in=spec.fan_in,
+                num_layers=spec.num_layers,
+                generator=generator,
+            )
+        except (LookupError, ValueError) as error:
+            raise type(error)(f"cannot initialize parameter {name!r}: {error}") from error
+
+
+def _derive_seed(seed: int, name: str) -> int:
+    """Return a 63-bit seed from `seed` and a parameter or module name, stable across runs and platforms."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

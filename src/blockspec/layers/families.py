@@ -6,6 +6,8 @@ configs subclass a base with `type_name=...`; plugins do the same from their own
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import Config
 
 __all__ = [
@@ -65,3 +67,14 @@ class HeadConfig(Config, family="head", default_type="lm_head"):
 
 class ModelConfig(Config, family="model", default_type="lm"):
     """A whole model; the root of a config file."""
+
+    def build(self, device: Any = "cpu", dtype: Any = None, seed: int = 0) -> Any:
+        """Build the `nn.Module` on the meta device, then allocate and initialize it on `device`.
+
+        `device="meta"` allocates nothing (call `blockspec.materialize` later); `dtype` (a
+        torch dtype or its name) applies to floating-point parameters; `seed` fixes the
+        initial values. Needs torch.
+        """
+        from ..build import build_model
+
+        return build_model(self, device=device, dtype=dtype, seed=seed)
