@@ -146,12 +146,12 @@ def materialize(
 ) -> nn.Module:
     """Allocate every parameter and buffer of `model` on `device`, initialize them, and return `model`.
 
-    Parameters created with `new_parameter` are initialized as their spec says, each
-    from its own generator seeded by `seed` and the parameter's name, so a parameter's
-    values depend on neither the order of construction nor the other parameters.
-    Parameters without a spec are initialized by their module's `reset_parameters()`
-    (seeded the same way); without that method they keep their values, which is allowed
-    only for parameters that are not on the meta device.
+    Parameters created with `new_parameter` are initialized from their spec, each with
+    its own generator seeded by `seed` and the parameter's name, so a parameter's values
+    depend on neither the order of construction nor the other parameters. Parameters
+    without a spec are initialized by their module's `reset_parameters()`, seeded by
+    `seed` and the module's name. Without that method they keep their values, which is
+    allowed only for parameters that are not on the meta device.
     Afterwards `reset_buffers()` is called on every module that has it. `dtype` applies
     to floating-point parameters; buffers keep their dtype. Tied parameters stay tied.
     """
