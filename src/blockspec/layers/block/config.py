@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from ...config import Config, ConfigError
+from ...config.base import _set_where_unset
 from ..families import BlockConfig, BlockSequenceConfig, FeedForwardConfig, MixerConfig, NormalizationConfig
 from ..normalization.config import RMSNormConfig
 
@@ -183,6 +184,20 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         "init_std": {"block.init_std": None, "blocks.*.init_std": None},
     }
 
+    @classmethod
+    def _expand_shortcuts(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # Expanded here rather than by the base class, which would create the unset one of
+        # `block` and `blocks` as an empty block.
+        for name in cls.shortcuts:
+            value = data.pop(name, None)
+            if value is None:
+                continue
+            if data.get("block") is not None:
+                data = _set_where_unset(cls, data, ["block", name], value)
+            if data.get("blocks") is not None:
+                data = _set_where_unset(cls, data, ["blocks", "*", name], value)
+        return data
+
     @model_validator(mode="after")
     def _check_layout(self):
         self._check_block_or_blocks()
@@ -289,8 +304,7 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             except ConfigError as error:
                 issue = error.issues[0]
                 key = _override_key(issue.path, values)
-                message = f"{issue.message} (in overrides[{position}].set)"
-                raise _error_at(("overrides", position, "set", key), "invalid_override", message, values.get(key)) from None
+                raise _error_at(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)) from None
         return config
 
     def num_parameters(self, *, hidden_size: int) -> int:
