@@ -32,7 +32,7 @@ def test_report_rows_on_meta_model():
         count=64,
         dtype="float32",
         device="meta",
-        initialization="normal(mean=0.0, std=0.02)",
+        initialization="normal(mean=0, std=0.02)",
         lr_scale=0.5,
         weight_decay=True,
         trainable=True,
@@ -60,7 +60,7 @@ def test_report_lora_trainable():
     lora_rows = [row for row in report.rows if row.is_lora]
     assert [row.name for row in lora_rows] == ["projection.lora_a", "projection.lora_b"]
     assert report.trainable == 2 * 8 + 8 * 2
-    assert lora_rows[0].initialization == "kaiming_uniform(a=2.23606797749979)"
+    assert lora_rows[0].initialization == "kaiming_uniform(a=2.23607)"
 
 
 def test_report_frozen_by_zero_lr_scale():
@@ -81,6 +81,6 @@ def test_report_counts_by_prefix():
 def test_report_table_text():
     lines = str(parameter_report(_model(device="cpu"))).splitlines()
     assert lines[0].split() == ["name", "shape", "count", "dtype", "initialization", "lr_scale", "decay", "trainable"]
-    assert lines[1].split() == ["projection.weight", "8x8", "64", "float32", "normal(mean=0.0,", "std=0.02)", "1", "yes", "yes"]
-    assert lines[3].split() == ["output.weight", "8x8", "64", "float32", "normal(mean=0.0,", "std=0.02)", "1", "yes", "yes"]
+    assert lines[1].split() == ["projection.weight", "8x8", "64", "float32", "normal(mean=0,", "std=0.02)", "1", "yes", "yes"]
+    assert lines[3].split() == ["output.weight", "8x8", "64", "float32", "normal(mean=0,", "std=0.02)", "1", "yes", "yes"]
     assert lines[-1] == "total: 154 parameters, 154 trainable"

@@ -266,6 +266,7 @@ def _reset_parameters_without_spec(model: nn.Module, device: torch.device, seed:
         reset_parameters = getattr(module, "reset_parameters", None)
         if not callable(reset_parameters):
             continue  # its spec-less parameters were real tensors and kept their values
+        # NOTE: the non-CPU branch (forking a CUDA generator) has not been run on a GPU yet.
         devices = [] if device.type == "cpu" else [device]
         with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
             torch.manual_seed(_derive_seed(seed, module_name))
@@ -279,6 +280,8 @@ def _initialize_with_specs(model: nn.Module, seed: int) -> None:
         spec = parameter_spec(parameter)
         if spec is None:
             continue
+        # A generator on the parameter's device draws in place. Values on a GPU therefore
+        # differ from CPU values for the same seed.
         generator = torch.Generator(device=parameter.device).manual_seed(_derive_seed(seed, name))
         try:
             initialize(

@@ -25,7 +25,7 @@ class ParameterRow:
     dtype: str
     device: str
     initialization: str
-    """Initialization type and its fields, e.g. `normal(mean=0.0, std=0.02)`; `-` without a spec."""
+    """Initialization type and its fields, e.g. `normal(mean=0, std=0.02)`, or `-` for a parameter without a spec."""
     lr_scale: float
     weight_decay: bool
     trainable: bool
@@ -115,5 +115,10 @@ def _row(parameter: nn.Parameter, names: list[str]) -> ParameterRow:
 def _describe_initialization(config: object) -> str:
     data = config.to_dict(resolved=True)  # type: ignore[attr-defined]
     type_name = data.pop("type", type(config).__name__)
-    arguments = ", ".join(f"{key}={value}" for key, value in data.items() if value is not None)
+    arguments = ", ".join(f"{key}={_format_value(value)}" for key, value in data.items() if value is not None)
     return f"{type_name}({arguments})"
+
+
+def _format_value(value: object) -> str:
+    # Six significant digits keep a std such as 1 / 24 readable (0.0416667).
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
