@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blockspec import (
     DepthScaledNormalInitializationConfig,
@@ -141,3 +143,26 @@ def test_initialize_plugin_type():
 
     loaded = InitializationConfig.from_dict({"type": "test_arange_init", "start": 2.0})
     assert torch.equal(initialize(torch.empty(3), loaded), torch.tensor([2.0, 3.0, 4.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mean=st.floats(-10, 10),
+    std=st.floats(0, 5),
+    low_offset=st.one_of(st.none(), st.floats(-50, 50)),
+    width=st.one_of(st.none(), st.floats(1e-3, 50)),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+)
+def test_initialize_truncated_normal_within_bounds(mean, std, low_offset, width, dtype):
+    # Bounds are given relative to the mean in units of std, including far tails where erf rounds to 1.
+    low = None if low_offset is None else mean + low_offset * std
+    high = None if width is None else (low if low is not None else mean) + width * max(std, 1e-3)
+    if low is not None and high is not None and low >= high:
+        return
+    config = NormalInitializationConfig(mean=mean, std=std, low=low, high=high)
+    values = initialize(torch.empty(2000, dtype=dtype), config, generator=_generator()).double()
+    assert torch.isfinite(values).all()
+    if low is not None:
+        assert values.min().item() >= torch.tensor(low, dtype=dtype).double().item()
+    if high is not None:
+        assert values.max().item() <= torch.tensor(high, dtype=dtype).double().item()
