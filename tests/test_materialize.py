@@ -7,14 +7,11 @@ import logging
 import pytest
 import torch
 from torch import nn
-from toy_weights_model import HIDDEN, TinyModelConfig, weight_layers_only  # noqa: F401
+from toy_weights_model import HIDDEN, TinyModelConfig
 
 from blockspec import ModelConfig
 from blockspec.build import materialize, new_parameter, parameter_spec
 from blockspec.layers.initialization.config import FanInNormalInitializationConfig, OnesInitializationConfig
-
-pytestmark = pytest.mark.usefixtures("weight_layers_only")
-
 
 def _config(**data) -> TinyModelConfig:
     return ModelConfig.from_dict({"type": "test_tiny_model", **data})
@@ -158,3 +155,18 @@ def test_build_logs_parameter_count(caplog):
         _config().build(device="meta")
     # 2 linears of 8 x 8, a norm weight of 8, and nn.Linear(8, 2) with bias.
     assert "built TinyModel: 154 parameters, 154 trainable" in caplog.text
+
+
+def test_materialize_sharded_parameter_rejected(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")  # one process: keep gloo on loopback
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+        module = nn.Module()
+        module.weight = nn.Parameter(distribute_tensor(torch.zeros(4, 3), init_device_mesh("cpu", (1,)), [Shard(0)]))
+        with pytest.raises(TypeError, match=r"parameters \[weight\] are tensor subclasses .* materialize the model before sharding it"):
+            materialize(module)
+    finally:
+        torch.distributed.destroy_process_group()

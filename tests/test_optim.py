@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from toy_weights_model import TinyModelConfig, weight_layers_only  # noqa: F401
+from toy_weights_model import TinyModelConfig
 
 from blockspec import ModelConfig
 from blockspec.optim import param_groups
-
-pytestmark = pytest.mark.usefixtures("weight_layers_only")
-
 
 def _model(**data) -> nn.Module:
     config: TinyModelConfig = ModelConfig.from_dict({"type": "test_tiny_model", **data})

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from toy_weights_model import TinyModelConfig, weight_layers_only  # noqa: F401
+from toy_weights_model import TinyModelConfig
 
 from blockspec import ModelConfig
 from blockspec.report import ParameterRow, parameter_report
-
-pytestmark = pytest.mark.usefixtures("weight_layers_only")
-
 
 def _model(device: str = "meta", **data):
     config: TinyModelConfig = ModelConfig.from_dict({"type": "test_tiny_model", **data})

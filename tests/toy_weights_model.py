@@ -1,12 +1,11 @@
 """A small model config and module built only from the weight layers (linear, normalization).
 
-Tests of materialize, param_groups and parameter_report use it, so they do not depend on
-the attention, mlp or language model layers.
+Tests of materialize, param_groups and parameter_report use it, so their expected values
+do not change when the attention, mlp or language model layers change.
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -63,8 +62,3 @@ class TinyModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.plain(self.output(self.normalization(self.projection(x)) + self.table))
 
-
-@pytest.fixture
-def weight_layers_only(monkeypatch):
-    """Skip importing every built-in layer on lookup; the toy model registers what it uses."""
-    monkeypatch.setattr("blockspec.build._import_modules", lambda: None)

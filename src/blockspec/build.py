@@ -202,7 +202,14 @@ def _count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def _check_initializable(model: nn.Module) -> None:
-    """Raise before allocating anything if a meta tensor would be left without values."""
+    """Raise before allocating anything if a tensor cannot be allocated or would be left without values."""
+    sharded = [name for name, parameter in model.named_parameters() if type(parameter.data) is not torch.Tensor]
+    if sharded:
+        # A DTensor reports its global shape, so allocating that shape on one device would be wrong.
+        raise TypeError(
+            f"cannot materialize {type(model).__name__} because parameters [{', '.join(sharded)}] are tensor "
+            "subclasses such as the DTensors of FSDP2's fully_shard; materialize the model before sharding it"
+        )
     missing = []
     for module_name, module in model.named_modules():
         has_reset_parameters = callable(getattr(module, "reset_parameters", None))
