@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...build import new_parameter, parameter_spec, register_module
-from ..families import PeftConfig
+from ..families import InitializationConfig, PeftConfig
 from ..initialization.config import (
     KaimingUniformInitializationConfig,
     NormalInitializationConfig,
@@ -47,7 +47,7 @@ class Linear(nn.Module):
 
         self.weight = new_parameter(
             (out_features, in_features),
-            initialization=config.weight_initialization or NormalInitializationConfig(),
+            initialization=_or_default(config.weight_initialization, NormalInitializationConfig()),
             lr_scale=lr_scale,
             weight_decay=config.weight_decay is not False,
             fan_in=in_features,
@@ -57,7 +57,7 @@ class Linear(nn.Module):
         if config.bias:
             self.bias = new_parameter(
                 (out_features,),
-                initialization=config.bias_initialization or ZerosInitializationConfig(),
+                initialization=_or_default(config.bias_initialization, ZerosInitializationConfig()),
                 lr_scale=lr_scale,
                 weight_decay=False,
                 fan_in=in_features,
@@ -121,6 +121,10 @@ class Linear(nn.Module):
         if self.lora_a is not None:
             text += f", lora_rank={self.lora_a.shape[0]}, lora_scaling={self.lora_scaling:g}"
         return text
+
+
+def _or_default(value: InitializationConfig | None, default: InitializationConfig) -> InitializationConfig:
+    return default if value is None else value
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
