@@ -141,6 +141,10 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
                 "(embeddings.word_weight); configure that one or set tied_embeddings: false",
                 self.head.output_weight.to_dict(),
             )
+        if self.tied_embeddings and isinstance(self.head, LanguageModelHeadConfig):
+            # The head's output weight is unused, so drop its defaults: a resolved dump then
+            # leaves it empty and loads back without tripping the check above.
+            object.__setattr__(self, "head", self.head.model_copy(update={"output_weight": ParameterConfig()}))
         return self
 
     @property
