@@ -240,3 +240,15 @@ def test_attention_mask_window_convention():
     )
     assert torch.equal(mask, expected)
     assert attention_mask(torch.arange(3), torch.arange(3), causal=False, window_size=None) is None
+
+
+def test_attention_bfloat16_close_to_float32():
+    module = build_attention(heads=4, head_groups=2, window_size=3, rotary={"type": "default", "theta": 100.0})
+    x = torch.randn(2, 7, HIDDEN_SIZE, generator=torch.Generator().manual_seed(5))
+    expected = module(x, positions=torch.arange(7))
+
+    actual = module.to(torch.bfloat16)(x.to(torch.bfloat16), positions=torch.arange(7))
+
+    assert actual.dtype == torch.bfloat16
+    assert module.rotary.cos_table.dtype == torch.float32
+    torch.testing.assert_close(actual.float(), expected, rtol=0.05, atol=0.05)
