@@ -287,17 +287,13 @@ def _initialize_with_specs(model: nn.Module, seed: int) -> None:
         spec = parameter_spec(parameter)
         if spec is None:
             continue
-        # A generator on the parameter's device draws in place. Values on a GPU therefore
-        # differ from CPU values for the same seed.
-        generator = torch.Generator(device=parameter.device).manual_seed(_derive_seed(seed, name))
+        # Values are drawn on the CPU in float32 and then copied, so they are the same
+        # on every device and in every dtype (up to rounding) for the same seed.
+        generator = torch.Generator().manual_seed(_derive_seed(seed, name))
         try:
-            initialize(
-                parameter.data,
-                spec.initialization,
-                fan_in=spec.fan_in,
-                num_layers=spec.num_layers,
-                generator=generator,
-            )
+            values = torch.empty(parameter.shape, dtype=torch.float32)
+            initialize(values, spec.initialization, fan_in=spec.fan_in, num_layers=spec.num_layers, generator=generator)
+            parameter.data.copy_(values)
         except (LookupError, ValueError) as error:
             raise type(error)(f"cannot initialize parameter {name!r}: {error}") from error
 
