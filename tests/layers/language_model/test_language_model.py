@@ -110,8 +110,8 @@ def test_loss_ignores_minus_100():
     labels = input_ids.clone()
     labels[:, :4] = -100
     logits = model(input_ids).logits
-    kept = F.cross_entropy(logits[:, 3:-1].reshape(-1, VOCAB), labels[:, 4:].reshape(-1))
-    torch.testing.assert_close(model(input_ids, labels=labels).loss, kept)
+    unmasked = F.cross_entropy(logits[:, 3:-1].reshape(-1, VOCAB), labels[:, 4:].reshape(-1))
+    torch.testing.assert_close(model(input_ids, labels=labels).loss, unmasked)
 
 
 def test_initial_loss_near_uniform():

@@ -83,8 +83,8 @@ def _optional_norm(config: Any, norm_args: dict[str, Any]) -> nn.Module | None:
 class _SharedLayerCache:
     """A view of a KV cache that sends every layer lookup to one fixed layer index.
 
-    A shared block runs at several depths with one module (and so one layer_index); each
-    occurrence gets this view so that it still reads and writes the cache of its own depth.
+    A shared block runs at several depths with one module, so it has one layer_index. Each
+    later occurrence gets this view, so that it reads and writes the cache of its own depth.
     """
 
     def __init__(self, cache: Any, layer_index: int) -> None:
