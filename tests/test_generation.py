@@ -258,6 +258,24 @@ def test_layer_cache_keeps_everything_without_window():
     assert layer_cache.keys.shape == (2, 3, 7, 4)
 
 
+def test_layer_cache_grows_past_capacity():
+    layer_cache = LayerKVCache()
+    keys = torch.randn(2, 3, 40, 4, generator=torch.Generator().manual_seed(0))
+    values = keys * 2
+
+    for start in range(0, 40, 3):
+        stop = min(start + 3, 40)
+        returned_keys, returned_values, returned_positions = layer_cache.update(
+            keys[:, :, start:stop], values[:, :, start:stop], torch.arange(start, stop)
+        )
+
+    assert layer_cache.stored == 40
+    assert layer_cache.length == 40
+    assert torch.equal(returned_keys, keys)
+    assert torch.equal(returned_values, values)
+    assert returned_positions.tolist() == list(range(40))
+
+
 def test_kv_cache_length_and_layers():
     cache = KVCache()
     assert cache.length == 0

@@ -18,17 +18,43 @@ __all__ = ["KVCache", "LayerKVCache", "generate"]
 class LayerKVCache:
     """Keys and values of one attention layer, appended to by each forward.
 
-    With `window_size` set (a sliding-window layer) only the last `window_size` entries
-    are kept between calls, so memory stays bounded however long generation runs.
+    A full-attention layer writes into preallocated storage that doubles when it fills, so
+    each token is copied O(1) times on average. With `window_size` set (a sliding-window
+    layer) only the last `window_size` entries are kept between calls, so memory stays
+    bounded however long generation runs.
+
+    NOTE: meant for inference under torch.no_grad(). Appends write in place, which would
+    invalidate tensors that autograd saved during earlier calls.
     """
 
     def __init__(self, window_size: int | None = None) -> None:
         self.window_size = window_size
-        self.keys: torch.Tensor | None = None  # (batch, kv_heads, stored, head_size)
-        self.values: torch.Tensor | None = None
-        self.positions: torch.Tensor | None = None  # (stored,)
         self.length = 0
         """Number of tokens this layer has seen, stored or dropped."""
+        self._keys: torch.Tensor | None = None  # (batch, kv_heads, capacity, head_size)
+        self._values: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None  # (capacity,)
+        self._stored = 0
+
+    @property
+    def stored(self) -> int:
+        """Number of entries currently kept."""
+        return self._stored
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        """Kept keys (batch, kv_heads, stored, head_size), or None before the first update."""
+        return None if self._keys is None else self._keys[:, :, : self._stored]
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        """Kept values (batch, kv_heads, stored, head_size), or None before the first update."""
+        return None if self._values is None else self._values[:, :, : self._stored]
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        """Positions (stored,) of the kept entries, or None before the first update."""
+        return None if self._positions is None else self._positions[: self._stored]
 
     def update(
         self, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor
@@ -41,19 +67,44 @@ class LayerKVCache:
         last `window_size` are kept for the next call.
         """
         self.length += keys.shape[2]
-        if self.keys is not None:
-            keys = torch.cat((self.keys, keys), dim=2)
-            values = torch.cat((self.values, values), dim=2)
-            positions = torch.cat((self.positions, positions))
+        if self.window_size is not None:
+            return self._update_window(keys, values, positions)
+        self._reserve(keys, values, positions)
+        end = self._stored + keys.shape[2]
+        self._keys[:, :, self._stored : end] = keys
+        self._values[:, :, self._stored : end] = values
+        self._positions[self._stored : end] = positions
+        self._stored = end
+        return self.keys, self.values, self.positions
 
-        stored = slice(None) if self.window_size is None else slice(-self.window_size, None)
-        self.keys, self.values, self.positions = keys[:, :, stored], values[:, :, stored], positions[stored]
+    def _update_window(
+        self, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._keys is not None:
+            keys = torch.cat((self._keys, keys), dim=2)
+            values = torch.cat((self._values, values), dim=2)
+            positions = torch.cat((self._positions, positions))
+        kept = slice(-self.window_size, None)
+        self._keys, self._values, self._positions = keys[:, :, kept], values[:, :, kept], positions[kept]
+        self._stored = self._keys.shape[2]
         return keys, values, positions
 
-    @property
-    def stored(self) -> int:
-        """Number of entries currently kept."""
-        return 0 if self.keys is None else self.keys.shape[2]
+    def _reserve(self, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor) -> None:
+        """Make room for `keys.shape[2]` more entries, doubling the capacity when needed."""
+        needed = self._stored + keys.shape[2]
+        capacity = 0 if self._keys is None else self._keys.shape[2]
+        if needed <= capacity:
+            return
+        capacity = max(needed, 2 * capacity, 16)
+        batch, kv_heads, _, head_size = keys.shape
+        new_keys = keys.new_empty(batch, kv_heads, capacity, head_size)
+        new_values = values.new_empty(batch, kv_heads, capacity, values.shape[-1])
+        new_positions = positions.new_empty(capacity)
+        if self._keys is not None:
+            new_keys[:, :, : self._stored] = self.keys
+            new_values[:, :, : self._stored] = self.values
+            new_positions[: self._stored] = self.positions
+        self._keys, self._values, self._positions = new_keys, new_values, new_positions
 
 
 class KVCache:
