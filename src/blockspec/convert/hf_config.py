@@ -41,8 +41,6 @@ ACTIVATIONS_FROM_HF: dict[str, str] = {
 }
 """Hugging Face activation name (`hidden_act`, `hidden_activation`, `activation_function`) -> blockspec name."""
 
-DROPOUT_KEYS = frozenset({"attention_dropout", "attn_pdrop", "embd_pdrop", "resid_pdrop"})
-
 
 def read_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Return the `config.json` mapping of `source`: a mapping, a JSON file or a checkpoint directory."""
@@ -146,18 +144,6 @@ class HFKeys:
             self.fail(key, why, value)
         return value
 
-    def training_only(self, key: str) -> None:
-        """Accept a training-time setting (dropout) that has no blockspec field, with a warning when it is set."""
-        value = self.get(key)
-        if value and key in self.given:
-            logger.warning(
-                "Hugging Face key %s=%r (%s) is training-only and has no blockspec field at this place; "
-                "the imported config does not apply it",
-                key,
-                value,
-                self.model_type,
-            )
-
     def finish(self) -> None:
         """Raise a ConfigError for every recorded issue and every unknown key of the file."""
         for key, value in self.given.items():
@@ -226,8 +212,9 @@ def _rotary(keys: HFKeys) -> dict[str, Any]:
     scaling = keys.get("rope_scaling") if keys.is_given("rope_scaling") else None
     legacy_theta = keys.get("rope_theta")
     legacy_fraction = keys.get("partial_rotary_factor") if keys.is_given("partial_rotary_factor") else None
-    source_key = "rope_parameters" if parameters else "rope_scaling"
-    settings = dict(parameters or scaling or {})
+    # As in transformers 5, a non-empty legacy rope_scaling takes precedence over rope_parameters.
+    source_key = "rope_scaling" if scaling else "rope_parameters"
+    settings = dict(scaling or parameters or {})
     if settings and not isinstance(next(iter(settings.values())), (int, float, str, bool, type(None), list)):
         keys.fail(source_key, "per-layer-type rotary settings are not supported; give one set of rope parameters", settings)
         return {"type": "none"}
@@ -268,7 +255,8 @@ def _read_llama3_rope(keys: HFKeys, settings: dict[str, Any], rotary: dict[str, 
     rotary["factor"] = float(_required(keys, settings, "factor", source_key))
     rotary["low_frequency_factor"] = float(_required(keys, settings, "low_freq_factor", source_key))
     rotary["high_frequency_factor"] = float(_required(keys, settings, "high_freq_factor", source_key))
-    rotary["original_context_length"] = int(_required(keys, settings, "original_max_position_embeddings", source_key))
+    original = settings.pop("original_max_position_embeddings", None)
+    rotary["original_context_length"] = int(original if original is not None else keys.get("max_position_embeddings"))
 
 
 def _read_yarn_rope(keys: HFKeys, settings: dict[str, Any], rotary: dict[str, Any], source_key: str) -> None:
