@@ -252,3 +252,15 @@ def test_attention_bfloat16_close_to_float32():
     assert actual.dtype == torch.bfloat16
     assert module.rotary.cos_table.dtype == torch.float32
     torch.testing.assert_close(actual.float(), expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["gqa", "mqa", "window"])
+def test_attention_repeats_heads_without_enable_gqa(name, monkeypatch):
+    monkeypatch.setattr("blockspec.layers.attention.module._SDPA_HAS_GQA", False)
+    module = build_attention(**CASES[name])
+    x = torch.randn(2, 7, HIDDEN_SIZE, generator=torch.Generator().manual_seed(6))
+    positions = torch.arange(7)
+
+    actual = module(x, positions=positions)
+
+    torch.testing.assert_close(actual, reference_attention(module, x, positions), rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...build import build_module, register_module
 from ...config import ConfigError, ConfigIssue
-from ..families import PeftConfig
+from ..families import NormalizationConfig, PeftConfig
 from .config import AttentionConfig, check_rotary_width
 from .rotary import NoRotary, Rotary  # noqa: F401  (registers the rotary modules)
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from ...generation import KVCache
 
 __all__ = ["Attention", "attention_mask"]
+
+# `enable_gqa` of scaled_dot_product_attention is new in torch 2.5; older versions repeat the heads.
+_SDPA_HAS_GQA = torch.__version__ >= "2.5"
 
 
 @register_module(AttentionConfig)
@@ -64,7 +67,7 @@ class Attention(nn.Module):
         self.rotary = build_module(config.rotary, head_size=self.head_size)
 
     @staticmethod
-    def _build_norm(norm_config, width: int, lr_scale: float) -> nn.Module | None:
+    def _build_norm(norm_config: NormalizationConfig | None, width: int, lr_scale: float) -> nn.Module | None:
         if norm_config is None:
             return None
         return build_module(norm_config, hidden_size=width, lr_scale=lr_scale)
@@ -127,6 +130,14 @@ class Attention(nn.Module):
         else:
             mask = attention_mask(positions, key_positions, causal=causal, window_size=window_size)
             is_causal = False
+
+        gqa_arguments = {}
+        if self.kv_heads != self.heads and _SDPA_HAS_GQA:
+            gqa_arguments["enable_gqa"] = True
+        elif self.kv_heads != self.heads:
+            key, value = self._repeat_kv(key, value)
+        # NOTE: CUDA kernel choice for a boolean mask together with enable_gqa is unmeasured;
+        # it may fall back to the unfused math kernel.
         return F.scaled_dot_product_attention(
             query,
             key,
@@ -135,16 +146,19 @@ class Attention(nn.Module):
             dropout_p=dropout,
             is_causal=is_causal,
             scale=self.softmax_scale,
-            enable_gqa=self.kv_heads != self.heads,
+            **gqa_arguments,
         )
+
+    def _repeat_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Repeat each key/value head for the heads / kv_heads query heads that share it."""
+        repeats = self.heads // self.kv_heads
+        return key.repeat_interleave(repeats, dim=1), value.repeat_interleave(repeats, dim=1)  # (batch, heads, total, head_size)
 
     def _attend_soft_capped(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, dropout: float
     ) -> torch.Tensor:
         """Explicit softmax attention with tanh soft-capping of the scaled logits (Gemma 2)."""
-        repeats = self.heads // self.kv_heads
-        key = key.repeat_interleave(repeats, dim=1)  # (batch, heads, total, head_size)
-        value = value.repeat_interleave(repeats, dim=1)
+        key, value = self._repeat_kv(key, value)  # (batch, heads, total, head_size)
 
         cap = self.config.soft_cap
         scores = torch.matmul(query, key.transpose(-1, -2)) * self.softmax_scale  # (batch, heads, seq, total)
@@ -170,7 +184,7 @@ def attention_mask(
     """Return the boolean mask (seq, total) of keys each query may see, True meaning visible.
 
     A query at position i sees a key at position j when j <= i (if causal) and
-    i - window_size < j (if window_size is set). Returns None when every key is visible.
+    i - window_size < j (if window_size is set). Returns None when neither rule applies.
     """
     if not causal and window_size is None:
         return None
