@@ -1,6 +1,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -404,3 +406,53 @@ def test_gpt2_matches_transformers():
     missing = set(reference.state_dict()) - set(pairs)
     assert all(name.endswith((".attn.bias", ".attn.masked_bias")) for name in missing), missing
     assert_same_logits(model, reference)
+
+
+# --- parameter counts of random configs ------------------------------------------------
+
+
+@st.composite
+def random_lm(draw):
+    def norm():
+        return draw(st.sampled_from([{"type": "rms_norm"}, {"type": "layer_norm"}, {"type": "layer_norm", "bias": False}, {"type": "none"}]))
+
+    def block():
+        heads = draw(st.sampled_from([2, 4]))
+        mixer = {"heads": heads, "head_groups": draw(st.sampled_from([1, heads])), "add_linear_biases": draw(st.booleans())}
+        if draw(st.booleans()):
+            mixer["head_size"] = 6
+            mixer["query_norm"] = norm()
+            mixer["key_norm"] = norm()
+            mixer["qk_norm_per_head"] = draw(st.booleans())
+        if draw(st.booleans()):
+            mlp = {"intermediate_size": draw(st.integers(1, 20)), "gated": draw(st.booleans()), "add_linear_biases": draw(st.booleans())}
+        else:
+            experts = draw(st.integers(1, 4))
+            mlp = {"type": "moe", "experts": experts, "experts_per_token": draw(st.integers(1, experts)), "intermediate_size": 5}
+            mlp["shared_expert_intermediate_size"] = draw(st.sampled_from([None, 0, 7]))
+            mlp["shared_expert_gate"] = bool(mlp["shared_expert_intermediate_size"]) and draw(st.booleans())
+        fields = {"mixer": mixer, "mlp": mlp, "normalization": norm()}
+        if draw(st.booleans()):
+            fields["post_mixer_normalization"] = norm()
+        return fields
+
+    names = ["a", "b", "c"][: draw(st.integers(1, 3))]
+    repeats = draw(st.integers(1, 2))
+    transformer = {"num_layers": len(names) * repeats, "blocks": {name: block() for name in names}, "pattern": names}
+    transformer["shared_blocks"] = draw(st.lists(st.sampled_from(names), unique=True))
+    embeddings = {"vocab_size": draw(st.integers(1, 50)), "position_embeddings": draw(st.sampled_from([None, 9]))}
+    return {
+        "hidden_size": 12,
+        "tied_embeddings": draw(st.booleans()),
+        "embeddings": embeddings,
+        "transformer": transformer,
+        "head": {"normalization": norm()},
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_lm())
+def test_num_parameters_matches_build(data):
+    config = LanguageModelConfig.from_dict(data)
+    model = config.build(device="meta")
+    assert config.num_parameters() == sum(parameter.numel() for parameter in model.parameters())

@@ -13,7 +13,7 @@ from ...config.base import _set_where_unset
 from ..families import BlockConfig, BlockSequenceConfig, FeedForwardConfig, MixerConfig, NormalizationConfig
 from ..normalization.config import RMSNormConfig
 
-__all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig", "count_parameters"]
+__all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig"]
 
 
 def count_parameters(config: Config, *, hidden_size: int) -> int:
