@@ -93,16 +93,16 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
 
     hidden_size: int = Field(gt=0)
     """Width of the residual stream."""
+    tied_embeddings: bool = False
+    """Whether the output projection reuses the token embedding table (one shared parameter)."""
+    full_precision_residual: bool = False
+    """Whether the residual stream is kept in float32 when the model runs in a lower precision."""
     embeddings: EmbeddingsConfig
     """Token ids -> hidden states (type `lm_embeddings` when `type` is omitted)."""
     transformer: BlockSequenceConfig
     """The stack of blocks (type `repeat` when `type` is omitted)."""
     head: HeadConfig = LanguageModelHeadConfig()
     """Hidden states -> logits (type `lm_head` when `type` is omitted)."""
-    tied_embeddings: bool = False
-    """Whether the output projection reuses the token embedding table (one shared parameter)."""
-    full_precision_residual: bool = False
-    """Whether the residual stream is kept in float32 when the model runs in a lower precision."""
     peft: PeftConfig = NoPeftConfig()
     """Parameter-efficient fine-tuning (`none` or `lora`) applied to the linears whose `apply_peft` is on."""
     lr_scale: float | None = Field(None, ge=0)
