@@ -155,6 +155,20 @@ def test_embedding_scale():
     torch.testing.assert_close(model.embeddings(input_ids, positions=torch.arange(7)), expected)
 
 
+def test_embedding_scale_rounded_to_dtype():
+    model = lm(embeddings={"vocab_size": VOCAB, "scale": HIDDEN**0.5}).build(seed=0, dtype=torch.bfloat16)
+    input_ids = tokens()
+    scale = torch.tensor(HIDDEN**0.5, dtype=torch.bfloat16)
+    expected = F.embedding(input_ids, model.embeddings.word_weight) * scale
+    assert torch.equal(model.embeddings(input_ids, positions=torch.arange(7)), expected)
+
+
+def test_labels_shape_mismatch_rejected():
+    model = lm().build(device="meta")
+    with pytest.raises(ValueError, match=r"labels must have the shape of input_ids \(2, 7\), got \(2, 6\)"):
+        model(tokens(), labels=tokens(seq=6))
+
+
 def test_position_embeddings():
     model = lm(embeddings={"vocab_size": VOCAB, "position_embeddings": 8}).build(seed=0)
     assert model.embeddings.position_weight.shape == (8, HIDDEN)

@@ -60,7 +60,8 @@ class LanguageModelEmbeddings(nn.Module):
                 )
             x = x + F.embedding(positions, self.position_weight)
         if self.config.scale is not None:
-            x = x * self.config.scale
+            # The scale is rounded to the activation dtype first, as Gemma does for sqrt(hidden_size).
+            x = x * torch.tensor(self.config.scale, dtype=x.dtype, device=x.device)
         return self.dropout(x)
 
 
@@ -125,6 +126,8 @@ class LanguageModel(nn.Module):
         with -100 at positions to ignore. With a `cache`, positions continue after the tokens
         the cache has seen.
         """
+        if labels is not None and labels.shape != input_ids.shape:
+            raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
         seq = input_ids.shape[1]
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + seq, device=input_ids.device)

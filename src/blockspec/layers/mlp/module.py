@@ -11,7 +11,8 @@ from torch import nn
 from ...build import build_module, register_module
 from ..families import PeftConfig
 from ..parameter.module import parameter_from_config
-from .config import MLPConfig, MoEConfig
+from ..initialization.config import DepthScaledNormalInitializationConfig
+from .config import DEFAULT_INIT_STD, MLPConfig, MoEConfig
 
 __all__ = ["MLP", "MixtureOfExperts", "activation_function", "load_balancing_loss", "router_z_loss"]
 
@@ -95,7 +96,10 @@ class MixtureOfExperts(nn.Module):
         expert_args = {"lr_scale": lr_scale, "num_layers": num_layers}
         self.gate_weight = parameter_from_config(config.gate, (experts, width, hidden_size), fan_in=hidden_size, **expert_args) if config.gated else None
         self.up_weight = parameter_from_config(config.up, (experts, width, hidden_size), fan_in=hidden_size, **expert_args)
-        self.down_weight = parameter_from_config(config.down, (experts, hidden_size, width), fan_in=width, **expert_args)
+        depth_scaled = DepthScaledNormalInitializationConfig(std=DEFAULT_INIT_STD)
+        self.down_weight = parameter_from_config(
+            config.down, (experts, hidden_size, width), fan_in=width, default_initialization=depth_scaled, **expert_args
+        )
 
         shared = config.shared_expert_config()
         self.shared_expert = None
