@@ -210,15 +210,16 @@ def test_attention_lora_on_query_and_value():
 def test_attention_rejects_hidden_size_not_divisible():
     config = AttentionConfig.from_dict({"heads": 3}).resolved
 
-    with pytest.raises(ConfigError, match=r"head_size: attention of layer 2: .*hidden_size=32 is not divisible by heads=3") as info:
+    with pytest.raises(ConfigError, match=r"head_size: attention of layer 2 .*hidden_size=32 is not divisible by heads=3") as info:
         Attention(config, hidden_size=HIDDEN_SIZE, layer_index=2)
     assert info.value.issues[0].path == "head_size"
+    assert "set head_size explicitly" in info.value.issues[0].message
 
 
 def test_attention_rejects_odd_rotated_width_at_build():
     config = AttentionConfig.from_dict({"heads": 4, "rotary": {"type": "default", "fraction": 0.75}}).resolved
 
-    with pytest.raises(ConfigError, match=r"rotary\.fraction: attention of layer 0: .*int\(10 \* 0\.75\) = 7 must be even") as info:
+    with pytest.raises(ConfigError, match=r"rotary\.fraction: attention of layer 0 .*int\(10 \* 0\.75\) = 7 must be even") as info:
         Attention(config, hidden_size=40)
     assert info.value.issues[0].path == "rotary.fraction"
     assert info.value.issues[0].value == 0.75

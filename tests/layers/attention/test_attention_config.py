@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from blockspec import (
     AttentionConfig,
@@ -53,6 +54,20 @@ def test_attention_head_size_for():
     assert AttentionConfig.from_dict({"heads": 16, "head_size": 128}).head_size_for(1024) == 128
     with pytest.raises(ValueError, match=r"hidden_size=100 is not divisible by heads=8"):
         AttentionConfig.from_dict({"heads": 8}).head_size_for(100)
+
+
+def test_attention_check_hidden_size():
+    assert AttentionConfig.from_dict({"heads": 4, "rotary": {"type": "default", "fraction": 0.5}}).check_hidden_size(64) == 16
+
+    with pytest.raises(ValidationError) as info:
+        AttentionConfig.from_dict({"heads": 3}).check_hidden_size(64)
+    assert info.value.errors()[0]["loc"] == ("head_size",)
+    assert "hidden_size=64 is not divisible by heads=3" in info.value.errors()[0]["msg"]
+
+    with pytest.raises(ValidationError) as info:
+        AttentionConfig.from_dict({"heads": 4, "rotary": {"type": "default", "fraction": 0.75}}).check_hidden_size(40)
+    assert info.value.errors()[0]["loc"] == ("rotary", "fraction")
+    assert "e.g. 0.6 (rotates 6 dimensions)" in info.value.errors()[0]["msg"]
 
 
 def test_attention_shortcuts_expand():
@@ -107,7 +122,7 @@ def test_attention_rejects_odd_rotated_width():
     assert error.issues[0].path == "rotary.fraction"
     assert error.issues[0].value == 0.3
     assert "int(10 * 0.3) = 3 must be even" in error.issues[0].message
-    assert "e.g. 0.2" in error.issues[0].message
+    assert "e.g. 0.2 (rotates 2 dimensions)" in error.issues[0].message
 
 
 def test_attention_rejects_unknown_rotary_type():

@@ -244,6 +244,25 @@ class AttentionConfig(MixerConfig, type_name="attention"):
             )
         return hidden_size // self.heads
 
+    def check_hidden_size(self, hidden_size: int) -> int:
+        """Return the head size for `hidden_size` after checking the fields that depend on it.
+
+        Raises a ValidationError located at `head_size` (heads does not divide hidden_size
+        and head_size is unset) or at `rotary.fraction` (odd rotated width), so a parent
+        that knows the hidden size can call it from its own validator and report the full path.
+        """
+        if self.head_size is None and hidden_size % self.heads != 0:
+            raise _error_at(
+                ("head_size",),
+                "invalid_head_size",
+                f"head_size is unset and hidden_size={hidden_size} is not divisible by heads={self.heads}; "
+                f"set head_size explicitly or choose heads that divide {hidden_size}",
+                self.head_size,
+            )
+        head_size = self.head_size_for(hidden_size)
+        check_rotary_width(self.rotary, head_size)
+        return head_size
+
 
 def rotary_width(rotary: RotaryConfig, head_size: int) -> int:
     """Return the number of rotated dimensions per head: int(head_size * fraction), 0 for `none`."""
@@ -266,14 +285,17 @@ def check_rotary_width(rotary: RotaryConfig, head_size: int) -> None:
             "invalid_rotary_fraction",
             f"the rotated width int(head_size * fraction) = int({head_size} * {fraction}) = {width} must be even "
             f"and positive because dimensions rotate in pairs; choose a fraction that gives an even width, "
-            f"e.g. {_even_fraction(head_size, fraction)}",
+            f"e.g. {_even_fraction(head_size, fraction)} (rotates {_even_width(head_size, fraction)} dimensions)",
             fraction,
         )
 
 
+def _even_width(head_size: int, fraction: float) -> int:
+    return max(2, int(head_size * fraction) // 2 * 2)
+
+
 def _even_fraction(head_size: int, fraction: float) -> float:
-    width = max(2, int(head_size * fraction) // 2 * 2)
-    return width / head_size
+    return _even_width(head_size, fraction) / head_size
 
 
 def _error_at(loc: tuple[str, ...], error_type: str, message: str, value: Any) -> ValidationError:

@@ -13,7 +13,7 @@ from torch import nn
 from ...build import build_module, register_module
 from ...config import ConfigError, ConfigIssue
 from ..families import NormalizationConfig, PeftConfig
-from .config import AttentionConfig, check_rotary_width
+from .config import AttentionConfig
 from .rotary import NoRotary, Rotary  # noqa: F401  (registers the rotary modules)
 
 if TYPE_CHECKING:
@@ -200,16 +200,12 @@ def attention_mask(
 def _head_size(config: AttentionConfig, hidden_size: int, layer_index: int) -> int:
     """Return the head size, raising a ConfigError that names the field when it is invalid for `hidden_size`."""
     try:
-        head_size = config.head_size_for(hidden_size)
-    except ValueError as error:
-        raise ConfigError(ConfigIssue(path="head_size", message=f"attention of layer {layer_index}: {error}")) from None
-    try:
-        check_rotary_width(config.rotary, head_size)
+        return config.check_hidden_size(hidden_size)
     except ValidationError as error:
-        message = error.errors(include_url=False)[0]["msg"]
-        issue = ConfigIssue(path="rotary.fraction", message=f"attention of layer {layer_index}: {message}", value=config.rotary.fraction)
-        raise ConfigError(issue) from None
-    return head_size
+        detail = error.errors(include_url=False)[0]
+        path = ".".join(str(part) for part in detail["loc"])
+        message = f"attention of layer {layer_index} in a stream of hidden_size={hidden_size}: {detail['msg']}"
+        raise ConfigError(ConfigIssue(path=path, message=message, value=detail["input"])) from None
 
 
 def _same_positions(positions: torch.Tensor, key_positions: torch.Tensor) -> bool:
