@@ -56,7 +56,9 @@ class GGUFTensorReader(TensorReader):
             array = _undo_rotary_permutation(array, self._heads)
         elif name.endswith("attn_k.weight"):
             array = _undo_rotary_permutation(array, self._kv_heads)
-        return torch.from_numpy(np.ascontiguousarray(array))
+        if not array.flags.writeable or not array.flags.c_contiguous:
+            array = np.array(array, order="C")  # unquantized tensors are read-only views of the memory map
+        return torch.from_numpy(array)
 
 
 def _undo_rotary_permutation(weight: np.ndarray, heads: int) -> np.ndarray:
