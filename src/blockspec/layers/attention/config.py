@@ -249,7 +249,7 @@ class AttentionConfig(MixerConfig, type_name="attention"):
 
         Raises a ValidationError located at `head_size` (heads does not divide hidden_size
         and head_size is unset) or at `rotary.fraction` (odd rotated width), so a parent
-        that knows the hidden size can call it from its own validator and report the full path.
+        that has the hidden size can call it from its own validator and report the full path.
         """
         if self.head_size is None and hidden_size % self.heads != 0:
             raise _error_at(
