@@ -11,7 +11,8 @@ from pydantic_core import PydanticCustomError
 from ...config import Config, ConfigError
 from ...config.base import _set_where_unset
 from ..families import BlockConfig, BlockSequenceConfig, FeedForwardConfig, MixerConfig, NormalizationConfig
-from ..normalization.config import RMSNormConfig
+from ..attention.config import AttentionConfig
+from ..normalization.config import LayerNormConfig, NoNormalizationConfig, RMSNormConfig
 
 __all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig"]
 
@@ -25,7 +26,7 @@ def count_parameters(config: Config, *, hidden_size: int) -> int:
     method = getattr(config, "num_parameters", None)
     if method is not None:
         return method(hidden_size=hidden_size)
-    counter = _BUILTIN_COUNTERS.get(type(config).__name__)
+    counter = next((_BUILTIN_COUNTERS[base] for base in type(config).__mro__ if base in _BUILTIN_COUNTERS), None)
     if counter is None:
         raise TypeError(
             f"cannot count the parameters of {type(config).__name__} (type {config.type_name!r}); "
@@ -56,11 +57,13 @@ def _count_attention(config: Any, hidden_size: int) -> int:
     return count
 
 
+# NOTE: these counters mirror the modules of other layers; a `num_parameters` method on
+# those config classes would take precedence and keep the count beside the module.
 _BUILTIN_COUNTERS = {
-    "RMSNormConfig": _count_rms_norm,
-    "LayerNormConfig": _count_layer_norm,
-    "NoNormalizationConfig": lambda config, hidden_size: 0,
-    "AttentionConfig": _count_attention,
+    RMSNormConfig: _count_rms_norm,
+    LayerNormConfig: _count_layer_norm,
+    NoNormalizationConfig: lambda config, hidden_size: 0,
+    AttentionConfig: _count_attention,
 }
 
 
