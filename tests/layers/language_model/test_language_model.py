@@ -249,8 +249,14 @@ def test_cache_matches_full_forward_with_shared_blocks():
 # --- comparison with transformers ------------------------------------------------------
 
 
-def copy_llama_weights(model, reference, *, moe=False):
-    """Copy our weights into a transformers Llama-family model (names as in transformers 5)."""
+LLAMA_NORMS = {"mixer_normalization": "input_layernorm", "mlp_normalization": "post_attention_layernorm"}
+
+
+def copy_llama_weights(model, reference, *, moe=False, norms=LLAMA_NORMS):
+    """Copy our weights into a transformers Llama-family model (names as in transformers 5).
+
+    `norms` maps our block normalization attributes to the transformers names.
+    """
     pairs = {
         "model.embed_tokens.weight": model.embeddings.word_weight,
         "model.norm.weight": model.head.normalization.weight,
@@ -258,8 +264,8 @@ def copy_llama_weights(model, reference, *, moe=False):
     }
     for index, layer in enumerate(model.transformer.layers):
         prefix = f"model.layers.{index}."
-        pairs[prefix + "input_layernorm.weight"] = layer.mixer_normalization.weight
-        pairs[prefix + "post_attention_layernorm.weight"] = layer.mlp_normalization.weight
+        for ours, theirs in norms.items():
+            pairs[prefix + f"{theirs}.weight"] = getattr(layer, ours).weight
         for ours, theirs in [("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj"), ("output", "o_proj")]:
             linear = getattr(layer.mixer, ours)
             pairs[prefix + f"self_attn.{theirs}.weight"] = linear.weight
@@ -470,3 +476,69 @@ def test_num_parameters_matches_build(data):
     config = LanguageModelConfig.from_dict(data)
     model = config.build(device="meta")
     assert config.num_parameters() == sum(parameter.numel() for parameter in model.parameters())
+
+
+def randomize_norm_weights(model):
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "normalization" in name or "_norm." in name:
+                parameter.normal_(std=0.2)
+
+
+def test_gemma2_matches_transformers():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    norm = {"type": "rms_norm", "epsilon": 1e-6, "zero_centered": True}
+    attention = {"heads": 4, "head_groups": 2, "head_size": 8, "softmax_scale": 256**-0.5, "soft_cap": 50.0, "rotary": {"type": "default"}}
+    mlp = {"intermediate_size": 48, "activation": "gelu_tanh"}
+    block = {"mlp": mlp, "normalization": norm, "post_mixer_normalization": norm, "post_mlp_normalization": norm}
+    transformer = {
+        "num_layers": 2,
+        "blocks": {"local": {**block, "mixer": {**attention, "window_size": 4}}, "global": {**block, "mixer": attention}},
+        "pattern": ["local", "global"],
+    }
+    config = lm(
+        transformer=transformer,
+        tied_embeddings=True,
+        embeddings={"vocab_size": VOCAB, "scale": HIDDEN**0.5},
+        head={"normalization": norm, "logit_soft_cap": 30.0},
+    )
+    model = config.build(seed=0).eval()
+    randomize_norm_weights(model)
+    reference = tiny_reference(
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    norms = {
+        "mixer_normalization": "input_layernorm",
+        "post_mixer_normalization": "post_attention_layernorm",
+        "mlp_normalization": "pre_feedforward_layernorm",
+        "post_mlp_normalization": "post_feedforward_layernorm",
+    }
+    copy_llama_weights(model, reference, norms=norms)
+    assert_same_logits(model, reference)
+
+
+def test_olmo2_post_norms_match_transformers():
+    from transformers import Olmo2Config, Olmo2ForCausalLM
+
+    norm = {"type": "rms_norm", "epsilon": 1e-6}
+    mixer = {"heads": 4, "head_groups": 2, "query_norm": norm, "key_norm": norm, "qk_norm_per_head": False, "rotary": {"type": "default"}}
+    block = {
+        "mixer": mixer,
+        "mlp": {"intermediate_size": 48},
+        "normalization": {"type": "none"},
+        "post_mixer_normalization": norm,
+        "post_mlp_normalization": norm,
+    }
+    model = lm(transformer={"num_layers": 2, "block": block}, head={"normalization": norm}).build(seed=0).eval()
+    randomize_norm_weights(model)
+    reference = tiny_reference(Olmo2Config, Olmo2ForCausalLM, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6)
+    norms = {"post_mixer_normalization": "post_attention_layernorm", "post_mlp_normalization": "post_feedforward_layernorm"}
+    copy_llama_weights(model, reference, norms=norms)
+    assert_same_logits(model, reference)
