@@ -28,6 +28,7 @@ _LAZY = {
     "merge_lora": "blockspec.layers.linear.module",
     "lora_state_dict": "blockspec.layers.linear.module",
     "generate": "blockspec.generation",
+    "KVCache": "blockspec.generation",
     "convert": "blockspec.convert",
 }
 
