@@ -247,3 +247,25 @@ def test_non_polymorphic_config_rejects_type_key():
 def test_constructor_raises_config_error():
     with pytest.raises(ConfigError, match=r"query\.bias: Input should be a valid boolean"):
         ToyAttentionConfig(heads=2, query={"bias": "maybe"})
+
+
+class _OptionalChildConfig(Config):
+    extra: ToyLinearConfig | None = None
+    """An optional part that is off by default."""
+    main: ToyLinearConfig = ToyLinearConfig(bias=False)
+    """A part whose default is not empty."""
+    add_biases: bool | None = None
+    """Shortcut: bias of both parts."""
+
+    shortcuts = {"add_biases": {"extra.bias": None, "main.init": lambda value: {"type": "toy_fill", "value": float(value)}}}
+
+
+def test_shortcut_leaves_optional_child_off():
+    config = _OptionalChildConfig.from_dict({"add_biases": True})
+    assert config.extra is None
+    assert config.main == ToyLinearConfig(bias=False, init=ToyFillConfig(value=1.0))
+
+
+def test_shortcut_reaches_optional_child_when_set():
+    config = _OptionalChildConfig.from_dict({"add_biases": True, "extra": {}})
+    assert config.extra == ToyLinearConfig(bias=True)

@@ -21,11 +21,16 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from typing_extensions import Self
 
-from .errors import ConfigError
 from .registry import Family, create_family
 
 ShortcutTargets = Mapping[str, "Callable[[Any], Any] | None"]
@@ -108,7 +113,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         """Return the class that validates `data`: `cls`, or a family member named by `type`."""
         if cls.family is None:
             if "type" in data and "type" not in cls.model_fields:
-                raise _error_at("type", "unexpected_type", f"{cls.__name__} is not polymorphic and takes no `type` key", data["type"])
+                raise field_error("type", "unexpected_type", f"{cls.__name__} is not polymorphic and takes no `type` key", data["type"])
             return cls
         type_name = data.get("type")
         if type_name is None:
@@ -118,7 +123,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         target = cls.family.lookup(type_name) if isinstance(type_name, str) else None
         allowed = [name for name, member in cls.family.types.items() if issubclass(member, cls)]
         if target is None or not issubclass(target, cls):
-            raise _error_at("type", "unknown_type", cls.family.unknown_type_message(type_name, allowed), type_name)
+            raise field_error("type", "unknown_type", cls.family.unknown_type_message(type_name, allowed), type_name)
         return target
 
     @classmethod
@@ -228,13 +233,14 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         return apply_overrides(self, overrides)
 
 
-def _error_at(key: str, error_type: str, message: str, value: Any) -> ValidationError:
-    """Build a ValidationError located at `key` of the node being validated."""
+def field_error(loc: str | tuple[str | int, ...], error_type: str, message: str, value: Any) -> ValidationError:
+    """Build a ValidationError located at `loc` (a field name or a path) inside the node being validated."""
     # Curly braces are template placeholders in PydanticCustomError, so escape them.
     template = message.replace("{", "{{").replace("}", "}}")
+    path = (loc,) if isinstance(loc, str) else tuple(loc)
     return ValidationError.from_exception_data(
         "Config",
-        [{"type": PydanticCustomError(error_type, template), "loc": (key,), "input": value}],
+        [{"type": PydanticCustomError(error_type, template), "loc": path, "input": value}],
     )
 
 
@@ -284,14 +290,30 @@ def _set_where_unset(owner: type[Config], data: dict[str, Any], path: list[str],
     child_class = _config_class_of(owner, name)
     if child_class is None:
         return data
-    if rest[0] == "*" and current is None:
-        return data  # no items to expand into; the field keeps its default
+    if current is None:
+        # An absent child takes its field default; an optional child that is off (None)
+        # stays off, because a shortcut must not switch a part on.
+        current = _dumped_default(owner, name)
+        if current is None:
+            return data
     data = dict(data)
     if rest[0] == "*":
         data[name] = _set_in_items(child_class, current, rest[1:], value)
     else:
         data[name] = _set_in_node(child_class, current, rest, value)
     return data
+
+
+def _dumped_default(owner: type[Config], name: str) -> Any:
+    """Return the default of field `name` as plain data, or None when it has no default or it is None."""
+    from pydantic_core import PydanticUndefined
+
+    from .serialize import dump_value
+
+    default = owner.model_fields[name].get_default(call_default_factory=True)
+    if default is PydanticUndefined or default is None:
+        return None
+    return dump_value(default, full=False)
 
 
 def _set_in_items(child_class: type[Config], items: Any, path: list[str], value: Any) -> Any:
@@ -305,8 +327,6 @@ def _set_in_items(child_class: type[Config], items: Any, path: list[str], value:
 def _set_in_node(child_class: type[Config], node: Any, path: list[str], value: Any) -> Any:
     if isinstance(node, Config):
         node = node.to_dict()
-    elif node is None:
-        node = {}
     if not isinstance(node, Mapping):
         return node  # the type error is reported by validation
     node = dict(node)

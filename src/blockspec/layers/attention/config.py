@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
+from ...config.base import field_error
 from ..families import MixerConfig, NormalizationConfig, RotaryConfig
 from ..initialization.config import (
     DepthScaledNormalInitializationConfig,
@@ -75,7 +75,7 @@ class Llama3RotaryConfig(DefaultRotaryConfig, type_name="llama3"):
     @model_validator(mode="after")
     def _check_frequency_factors(self):
         if self.high_frequency_factor <= self.low_frequency_factor:
-            raise _error_at(
+            raise field_error(
                 ("high_frequency_factor",),
                 "invalid_frequency_factors",
                 f"high_frequency_factor must be greater than low_frequency_factor={self.low_frequency_factor}, "
@@ -208,7 +208,7 @@ class AttentionConfig(MixerConfig, type_name="attention"):
     def _check_head_groups(self) -> None:
         if self.head_groups is not None and self.heads % self.head_groups != 0:
             divisors = [n for n in range(1, self.heads + 1) if self.heads % n == 0]
-            raise _error_at(
+            raise field_error(
                 ("head_groups",),
                 "invalid_head_groups",
                 f"head_groups must divide heads={self.heads}, got {self.head_groups}; "
@@ -218,7 +218,7 @@ class AttentionConfig(MixerConfig, type_name="attention"):
 
     def _check_window(self) -> None:
         if self.window_size is not None and not self.causal:
-            raise _error_at(
+            raise field_error(
                 ("window_size",),
                 "invalid_window",
                 "a sliding window requires causal attention; set causal: true or remove window_size",
@@ -252,7 +252,7 @@ class AttentionConfig(MixerConfig, type_name="attention"):
         that has the hidden size can call it from its own validator and report the full path.
         """
         if self.head_size is None and hidden_size % self.heads != 0:
-            raise _error_at(
+            raise field_error(
                 ("head_size",),
                 "invalid_head_size",
                 f"head_size is unset and hidden_size={hidden_size} is not divisible by heads={self.heads}; "
@@ -280,7 +280,7 @@ def check_rotary_width(rotary: RotaryConfig, head_size: int) -> None:
         return
     width = rotary_width(rotary, head_size)
     if width == 0 or width % 2 != 0:
-        raise _error_at(
+        raise field_error(
             ("rotary", "fraction"),
             "invalid_rotary_fraction",
             f"the rotated width int(head_size * fraction) = int({head_size} * {fraction}) = {width} must be even "
@@ -296,12 +296,3 @@ def _even_width(head_size: int, fraction: float) -> int:
 
 def _even_fraction(head_size: int, fraction: float) -> float:
     return _even_width(head_size, fraction) / head_size
-
-
-def _error_at(loc: tuple[str, ...], error_type: str, message: str, value: Any) -> ValidationError:
-    """Build a ValidationError located at the nested field `loc` of the node being validated."""
-    template = message.replace("{", "{{").replace("}", "}}")
-    return ValidationError.from_exception_data(
-        "Config",
-        [{"type": PydanticCustomError(error_type, template), "loc": loc, "input": value}],
-    )

@@ -15,8 +15,8 @@ from torch import nn
 from ...build import register_module
 from .config import (
     DefaultRotaryConfig,
-    Llama3RotaryConfig,
     LinearRotaryConfig,
+    Llama3RotaryConfig,
     NoRotaryConfig,
     YarnRotaryConfig,
     check_rotary_width,

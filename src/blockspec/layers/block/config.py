@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
 from ...config import Config, ConfigError
-from ...config.base import _set_where_unset
-from ..families import BlockConfig, BlockSequenceConfig, FeedForwardConfig, MixerConfig, NormalizationConfig
+from ...config.base import field_error
 from ..attention.config import AttentionConfig
+from ..families import (
+    BlockConfig,
+    BlockSequenceConfig,
+    FeedForwardConfig,
+    MixerConfig,
+    NormalizationConfig,
+)
 from ..normalization.config import LayerNormConfig, NoNormalizationConfig, RMSNormConfig
 
 __all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig"]
@@ -121,7 +126,7 @@ class LayerOverrideConfig(Config):
     @model_validator(mode="after")
     def _check_syntax(self):
         if isinstance(self.layers, str) and _SLICE_PATTERN.match(self.layers) is None:
-            raise _error_at(
+            raise field_error(
                 ("layers",),
                 "invalid_layer_slice",
                 "a string must be a slice start:stop[:step] such as '::4' or '1:8'; "
@@ -129,7 +134,7 @@ class LayerOverrideConfig(Config):
                 self.layers,
             )
         if not self.set:
-            raise _error_at(("set",), "empty_override", "an override needs at least one dotted path -> value", self.set)
+            raise field_error(("set",), "empty_override", "an override needs at least one dotted path -> value", self.set)
         return self
 
     def layer_indices(self, num_layers: int) -> list[int]:
@@ -187,20 +192,6 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         "init_std": {"block.init_std": None, "blocks.*.init_std": None},
     }
 
-    @classmethod
-    def _expand_shortcuts(cls, data: dict[str, Any]) -> dict[str, Any]:
-        # Expanded here rather than by the base class, which would create the unset one of
-        # `block` and `blocks` as an empty block.
-        for name in cls.shortcuts:
-            value = data.pop(name, None)
-            if value is None:
-                continue
-            if data.get("block") is not None:
-                data = _set_where_unset(cls, data, ["block", name], value)
-            if data.get("blocks") is not None:
-                data = _set_where_unset(cls, data, ["blocks", "*", name], value)
-        return data
-
     @model_validator(mode="after")
     def _check_layout(self):
         self._check_block_or_blocks()
@@ -212,13 +203,13 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
 
     def _check_block_or_blocks(self) -> None:
         if self.block is not None and self.blocks is not None:
-            raise _error_at(("blocks",), "block_and_blocks", "set either `block` or `blocks` with `pattern`, not both", list(self.blocks))
+            raise field_error(("blocks",), "block_and_blocks", "set either `block` or `blocks` with `pattern`, not both", list(self.blocks))
         if self.block is None and self.blocks is None:
-            raise _error_at(("block",), "missing_block", "set `block` (one block for every layer) or `blocks` with `pattern`", None)
+            raise field_error(("block",), "missing_block", "set `block` (one block for every layer) or `blocks` with `pattern`", None)
         if self.block is not None and self.pattern is not None:
-            raise _error_at(("pattern",), "pattern_without_blocks", "a pattern names entries of `blocks`; with a single `block` remove `pattern`", self.pattern)
+            raise field_error(("pattern",), "pattern_without_blocks", "a pattern names entries of `blocks`; with a single `block` remove `pattern`", self.pattern)
         if self.block is not None and self.shared_blocks:
-            raise _error_at(
+            raise field_error(
                 ("shared_blocks",),
                 "shared_without_blocks",
                 "shared_blocks names entries of `blocks`; to share one block across every layer, "
@@ -229,15 +220,15 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
     def _check_pattern(self) -> None:
         names = list(self.blocks)
         if not names:
-            raise _error_at(("blocks",), "empty_blocks", "define at least one named block", {})
+            raise field_error(("blocks",), "empty_blocks", "define at least one named block", {})
         if not self.pattern:
-            raise _error_at(("pattern",), "missing_pattern", f"a list of block names is required with `blocks`, e.g. {names}", self.pattern)
+            raise field_error(("pattern",), "missing_pattern", f"a list of block names is required with `blocks`, e.g. {names}", self.pattern)
         for index, name in enumerate(self.pattern):
             if name not in self.blocks:
                 hint = _did_you_mean(name, names)
-                raise _error_at(("pattern", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint} Defined: {', '.join(names)}", name)
+                raise field_error(("pattern", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint} Defined: {', '.join(names)}", name)
         if self.num_layers % len(self.pattern) != 0:
-            raise _error_at(
+            raise field_error(
                 ("pattern",),
                 "pattern_length",
                 f"the pattern length {len(self.pattern)} must divide num_layers={self.num_layers}; "
@@ -246,13 +237,13 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             )
         for name in names:
             if name not in self.pattern:
-                raise _error_at(("blocks", name), "unused_block", f"block {name!r} is not used in pattern {self.pattern}; add it to the pattern or remove it", name)
+                raise field_error(("blocks", name), "unused_block", f"block {name!r} is not used in pattern {self.pattern}; add it to the pattern or remove it", name)
 
     def _check_shared_blocks(self) -> None:
         for index, name in enumerate(self.shared_blocks):
             if name not in self.blocks:
                 hint = _did_you_mean(name, list(self.blocks))
-                raise _error_at(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint}", name)
+                raise field_error(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint}", name)
 
     def _check_overrides(self) -> None:
         names = self.layer_block_names()
@@ -260,10 +251,10 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             try:
                 indices = override.layer_indices(self.num_layers)
             except ValueError as error:
-                raise _error_at(("overrides", position, "layers"), "invalid_layers", f"{error}", override.layers) from None
+                raise field_error(("overrides", position, "layers"), "invalid_layers", f"{error}", override.layers) from None
             for index in indices:
                 if names[index] in self.shared_blocks:
-                    raise _error_at(
+                    raise field_error(
                         ("overrides", position, "layers"),
                         "override_of_shared_block",
                         f"layer {index} uses shared block {names[index]!r}, whose occurrences share one module "
@@ -307,7 +298,7 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             except ConfigError as error:
                 issue = error.issues[0]
                 key = _override_key(issue.path, values)
-                raise _error_at(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)) from None
+                raise field_error(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)) from None
         return config
 
     def num_parameters(self, *, hidden_size: int) -> int:
@@ -340,12 +331,3 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
     from ...config.errors import did_you_mean
 
     return did_you_mean(name, candidates)
-
-
-def _error_at(loc: tuple[str | int, ...], error_type: str, message: str, value: Any) -> ValidationError:
-    """Build a ValidationError located at the nested field `loc` of the node being validated."""
-    template = message.replace("{", "{{").replace("}", "}}")
-    return ValidationError.from_exception_data(
-        "Config",
-        [{"type": PydanticCustomError(error_type, template), "loc": loc, "input": value}],
-    )

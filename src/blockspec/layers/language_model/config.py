@@ -6,9 +6,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from ...config.base import _set_where_unset
-from ..block.config import _error_at, count_parameters
-from ..families import BlockSequenceConfig, EmbeddingsConfig, HeadConfig, ModelConfig, NormalizationConfig, PeftConfig
+from ...config.base import _set_where_unset, field_error
+from ..block.config import count_parameters
+from ..families import (
+    BlockSequenceConfig,
+    EmbeddingsConfig,
+    HeadConfig,
+    ModelConfig,
+    NormalizationConfig,
+    PeftConfig,
+)
 from ..initialization.config import NormalInitializationConfig
 from ..linear.config import NoPeftConfig
 from ..normalization.config import RMSNormConfig
@@ -126,7 +133,7 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
     def _check_parts(self):
         sequence_width = getattr(self.transformer, "hidden_size", None)
         if sequence_width is not None and sequence_width != self.hidden_size:
-            raise _error_at(
+            raise field_error(
                 ("transformer", "hidden_size"),
                 "hidden_size_mismatch",
                 f"differs from the model's hidden_size={self.hidden_size}, "
@@ -134,7 +141,7 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
                 sequence_width,
             )
         if self.tied_embeddings and isinstance(self.head, LanguageModelHeadConfig) and self.head.output_weight.to_dict():
-            raise _error_at(
+            raise field_error(
                 ("head", "output_weight"),
                 "tied_output_weight",
                 "must stay unset because with tied_embeddings the output projection is the embedding table "

@@ -11,7 +11,11 @@ from torch import nn
 
 from ...build import build_module, register_module
 from ..parameter.module import parameter_from_config
-from .config import LanguageModelConfig, LanguageModelEmbeddingsConfig, LanguageModelHeadConfig
+from .config import (
+    LanguageModelConfig,
+    LanguageModelEmbeddingsConfig,
+    LanguageModelHeadConfig,
+)
 
 __all__ = ["LanguageModel", "LanguageModelEmbeddings", "LanguageModelHead", "LanguageModelOutput"]
 

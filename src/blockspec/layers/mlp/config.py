@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ...config.base import _error_at
+from ...config.base import field_error
 from ..families import FeedForwardConfig
 from ..initialization.config import (
     DepthScaledNormalInitializationConfig,
@@ -142,14 +142,14 @@ class MoEConfig(FeedForwardConfig, type_name="moe"):
     @model_validator(mode="after")
     def _check_and_fill_defaults(self):
         if self.experts_per_token > self.experts:
-            raise _error_at(
+            raise field_error(
                 "experts_per_token",
                 "too_many_experts_per_token",
                 f"must be at most experts={self.experts}; lower experts_per_token or add experts",
                 self.experts_per_token,
             )
         if self.shared_expert_gate and not self.shared_expert_intermediate_size:
-            raise _error_at(
+            raise field_error(
                 "shared_expert_gate",
                 "gate_without_shared_expert",
                 "a shared expert gate needs a shared expert, but shared_expert_intermediate_size is "

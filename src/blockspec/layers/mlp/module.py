@@ -10,8 +10,8 @@ from torch import nn
 
 from ...build import build_module, register_module
 from ..families import PeftConfig
-from ..parameter.module import parameter_from_config
 from ..initialization.config import DepthScaledNormalInitializationConfig
+from ..parameter.module import parameter_from_config
 from .config import DEFAULT_INIT_STD, MLPConfig, MoEConfig
 
 __all__ = ["MLP", "MixtureOfExperts", "activation_function", "load_balancing_loss", "router_z_loss"]

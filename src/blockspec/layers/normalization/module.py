@@ -17,7 +17,12 @@ from torch import nn
 from ...build import register_module
 from ..initialization.config import ZerosInitializationConfig
 from ..parameter.module import parameter_from_config
-from .config import LayerNormConfig, NoNormalizationConfig, RMSNormConfig, _weight_initialization
+from .config import (
+    LayerNormConfig,
+    NoNormalizationConfig,
+    RMSNormConfig,
+    _weight_initialization,
+)
 
 __all__ = ["LayerNorm", "NoNormalization", "RMSNorm"]
 
