@@ -244,6 +244,25 @@ def field_error(loc: str | tuple[str | int, ...], error_type: str, message: str,
     )
 
 
+def relocate(error: ValidationError, prefix: tuple[str | int, ...]) -> ValidationError:
+    """Return `error` with `prefix` put before the location of each of its entries.
+
+    A parent uses it to report a problem that a child's check found (such as a head size
+    that does not fit the parent's hidden size) at the child's full path.
+    """
+    line_errors = []
+    for detail in error.errors(include_url=False):
+        template = detail["msg"].replace("{", "{{").replace("}", "}}")
+        line_errors.append(
+            {
+                "type": PydanticCustomError(detail["type"], template),
+                "loc": (*prefix, *detail["loc"]),
+                "input": detail.get("input"),
+            }
+        )
+    return ValidationError.from_exception_data(error.title, line_errors)
+
+
 def _with_defaults(child: Any, defaults: dict[str, Any]) -> Any:
     if isinstance(child, Config):
         unknown = set(defaults) - set(type(child).model_fields)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ...config import Config, ConfigError
-from ...config.base import field_error
+from ...config.base import field_error, relocate
 from ..attention.config import AttentionConfig
 from ..families import (
     BlockConfig,
@@ -264,6 +264,23 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         # Applying the overrides validates every path and value.
         self.layer_configs()
 
+    def check_hidden_size(self, hidden_size: int) -> None:
+        """Check every layer's mixer against the width the sequence runs at.
+
+        The width is this sequence's own `hidden_size`, or else `hidden_size` from the
+        parent. Raises a ValidationError located at the offending block (`block.mixer...`,
+        `blocks.<name>.mixer...`, or `overrides` for a layer that an override changed).
+        """
+        width = self.hidden_size or hidden_size
+        if self.block is not None:
+            named = {("block",): self.block}
+        else:
+            named = {("blocks", name): block for name, block in (self.blocks or {}).items()}
+        for loc, block in named.items():
+            _check_block_width(block, width, loc)
+        for block in self.layer_configs():
+            _check_block_width(block, width, ("overrides",))
+
     def layer_block_names(self) -> list[str | None]:
         """Return, per layer, the name of its entry in `blocks` (None for every layer when `block` is used)."""
         if self.blocks is None:
@@ -331,3 +348,14 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
     from ...config.errors import did_you_mean
 
     return did_you_mean(name, candidates)
+
+
+def _check_block_width(block: BlockConfig, width: int, loc: tuple[str | int, ...]) -> None:
+    mixer = getattr(block, "mixer", None)
+    check = getattr(mixer, "check_hidden_size", None)
+    if check is None:
+        return
+    try:
+        check(width)
+    except ValidationError as error:
+        raise relocate(error, (*loc, "mixer")) from None

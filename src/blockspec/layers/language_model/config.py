@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from ...config.base import _set_where_unset, field_error
+from ...config.base import _set_where_unset, field_error, relocate
 from ..block.config import count_parameters
 from ..families import (
     BlockSequenceConfig,
@@ -140,6 +140,12 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
                 "and the model has no projection between them; remove transformer.hidden_size or make them equal",
                 sequence_width,
             )
+        check_width = getattr(self.transformer, "check_hidden_size", None)
+        if check_width is not None:
+            try:
+                check_width(self.hidden_size)
+            except ValidationError as error:
+                raise relocate(error, ("transformer",)) from None
         if self.tied_embeddings and isinstance(self.head, LanguageModelHeadConfig) and self.head.output_weight.to_dict():
             raise field_error(
                 ("head", "output_weight"),
