@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import PLUGIN_ENTRY_POINT_GROUP, Config, ConfigError, ConfigIssue, families, load_plugins
+from .config import (
+    PLUGIN_ENTRY_POINT_GROUP,
+    Config,
+    ConfigError,
+    ConfigIssue,
+    families,
+    load_plugins,
+)
 from .config.schema import json_schema
 from .layers import *  # noqa: F403  (the config classes of every layer)
 from .layers import __all__ as _layer_names
@@ -29,6 +36,7 @@ _LAZY = {
     "lora_state_dict": "blockspec.layers.linear.module",
     "generate": "blockspec.generation",
     "KVCache": "blockspec.generation",
+    "LanguageModelOutput": "blockspec.layers.language_model.module",
     "convert": "blockspec.convert",
 }
 
