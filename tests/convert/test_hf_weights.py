@@ -236,3 +236,39 @@ def test_save_model_built_from_yaml(tmp_path):
 
     with torch.no_grad():
         assert (model(input_ids).logits - reloaded(input_ids).logits).abs().max().item() <= 1e-4
+
+
+def test_load_bare_decoder_checkpoint(tmp_path):
+    reference = _reference_model("qwen3")  # tied, so the bare decoder contains every weight
+    reference.model.save_pretrained(tmp_path)
+    _, model = load_hf(tmp_path, progress=False)
+    input_ids = _inputs()
+
+    with torch.no_grad():
+        assert (model(input_ids).logits - reference(input_ids).logits).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe"])
+def test_moe_aux_loss_matches_transformers_one_layer(model_type, tmp_path):
+    # With several layers transformers pools the router statistics of all layers before
+    # taking the product, but blockspec sums one loss per layer. One layer compares both.
+    one_layer = {**COMMON, "num_hidden_layers": 1, "output_router_logits": True, "router_aux_loss_coef": 0.1}
+    if model_type == "mixtral":
+        config = transformers.MixtralConfig(**one_layer, num_local_experts=4)
+    else:
+        config = transformers.Qwen2MoeConfig(**one_layer, moe_intermediate_size=16, shared_expert_intermediate_size=24, num_experts=4, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    reference = transformers.AutoModelForCausalLM.from_config(config).float().eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.normal_(0.0, 0.3)
+    reference.save_pretrained(tmp_path)
+    _, model = load_hf(tmp_path, progress=False)
+    input_ids = _inputs()
+
+    with torch.no_grad():
+        expected = reference(input_ids, labels=input_ids)
+        actual = model(input_ids, labels=input_ids)
+
+    assert actual.aux_losses["load_balancing"].item() == pytest.approx(0.1 * expected.aux_loss.item(), rel=1e-5)
+    assert actual.loss.item() == pytest.approx(expected.loss.item(), rel=1e-5)

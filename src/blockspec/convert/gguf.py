@@ -1,9 +1,9 @@
 """GGUF import (llama.cpp files of the `llama` architecture): `load_gguf`.
 
 The `gguf` package reads the file (memory-mapped) and dequantizes each tensor to float32.
-llama.cpp's converter reorders the rows of the query and key weights within each head
-(it interleaves the two rotary halves); import undoes that so the weights match the
-half-split rotary layout of Hugging Face Llama and blockspec.
+llama.cpp's converter interleaves the two rotary halves of the query and key rows within
+each head. Import undoes that, so the weights match the half-split rotary layout of
+Hugging Face Llama and blockspec.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class GGUFTensorReader(TensorReader):
 def _undo_rotary_permutation(weight: np.ndarray, heads: int) -> np.ndarray:
     """Reorder the rows of each head from llama.cpp's interleaved pairs back to two halves.
 
-    Within a head of d rows, llama.cpp stores row pairs (i, i + d/2) next to each other;
-    viewing the rows as (heads, d/2, 2) and swapping the last two axes restores them.
+    Within a head of d rows, llama.cpp stores row pairs (i, i + d/2) next to each other.
+    Viewing the rows as (heads, d/2, 2) and swapping the last two axes restores them.
     """
     half = weight.shape[0] // heads // 2
     return weight.reshape(heads, half, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
@@ -177,7 +177,7 @@ def load_gguf(
 
     Without `config` the model config is derived from the file's metadata. With `config`
     (a ModelConfig, or a YAML file or text for `blockspec.load_config`) the weights go into
-    a model built from it; fields that differ from the file's metadata are logged as a
+    a model built from it. Its fields that differ from the file's metadata are logged as a
     warning, and tensors of the wrong shape raise `CheckpointError`. Returns `(config, model)`.
     """
     import gguf
@@ -200,9 +200,9 @@ def load_gguf(
 
 
 def _warn_about_differences(config: ModelConfig, file_config: ModelConfig, path: Any) -> None:
-    given, described = _flatten(architecture(config)), _flatten(architecture(file_config))
+    configured, described = _flatten(architecture(config)), _flatten(architecture(file_config))
     # The first layer stands for all of them, so a difference is listed once.
-    keys = [key for key in sorted(set(given) | set(described)) if not key.startswith("transformer.layers[") or key.startswith("transformer.layers[0]")]
-    differences = [f"{key}: config {given.get(key)!r}, file {described.get(key)!r}" for key in keys if given.get(key) != described.get(key)]
+    keys = [key for key in sorted(set(configured) | set(described)) if not key.startswith("transformer.layers[") or key.startswith("transformer.layers[0]")]
+    differences = [f"{key}: config {configured.get(key)!r}, file {described.get(key)!r}" for key in keys if configured.get(key) != described.get(key)]
     if differences:
         logger.warning("the given config differs from the metadata of %s: %s", Path(path).name, "; ".join(differences))

@@ -3,14 +3,13 @@
 Each supported `model_type` has a reader that turns the keys of its transformers config
 class into the plain mapping `blockspec.load_config` validates. Keys left out of the file
 take the defaults of that class (see `hf_defaults`). A key that import cannot represent,
-with a value that changes the network, is an error that names it; keys that describe only
+with a value that changes the network, is an error that names it. Keys that describe only
 how a checkpoint was made (`BOOKKEEPING_KEYS`) are ignored. Export lives in `hf_export`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections import Counter
@@ -24,8 +23,6 @@ from ..loading import load_config
 from .hf_defaults import BOOKKEEPING_KEYS, HF_DEFAULTS, KEY_ALIASES
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "config_from_hf", "hf_config_to_dict", "read_hf_config"]
-
-logger = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(HF_DEFAULTS)
 """The Hugging Face `model_type` values that import and export support."""
@@ -110,9 +107,9 @@ def _unsupported_message(model_type: Any) -> str:
 class HFKeys:
     """The keys of one `config.json` with its class defaults, recording which ones import used.
 
-    Readers take values with `get`; `finish` then raises one `ConfigError` for every
-    problem noted with `fail` and for every key of the file that no reader used and that is
-    not bookkeeping.
+    Readers take values with `get` and record problems with `fail`. `finish` then raises
+    one `ConfigError` listing those problems and every key of the file that no reader used
+    and that is not bookkeeping.
     """
 
     def __init__(self, model_type: str, data: Mapping[str, Any], *, ignore_keys: tuple[str, ...] | list[str] = ()):
@@ -130,18 +127,18 @@ class HFKeys:
         return self.values.get(key)
 
     def is_given(self, key: str) -> bool:
-        """Whether the file itself sets `key` (to any value, null included)."""
+        """Return whether the file itself sets `key` (to any value, null included)."""
         return key in self.given
 
     def fail(self, key: str, message: str, value: Any) -> None:
         """Record that `key` has a value import cannot represent."""
         self.issues.append(ConfigIssue(path=key, message=message, value=value))
 
-    def require(self, key: str, allowed: Callable[[Any], bool], why: str) -> Any:
-        """Return the value of `key`, recording an issue when `allowed(value)` is false."""
+    def require(self, key: str, allowed: Callable[[Any], bool], message: str) -> Any:
+        """Return the value of `key`, recording `message` as an issue when `allowed(value)` is false."""
         value = self.get(key)
         if not allowed(value):
-            self.fail(key, why, value)
+            self.fail(key, message, value)
         return value
 
     def finish(self) -> None:
@@ -493,6 +490,7 @@ def _read_gemma2(keys: HFKeys) -> dict[str, Any]:
     soft_cap = keys.get("attn_logit_softcapping")
     if soft_cap is not None:
         attention["soft_cap"] = float(soft_cap)
+
     norm = _rms_norm(keys, zero_centered=True)
     block = {
         "type": "transformer",
@@ -502,11 +500,13 @@ def _read_gemma2(keys: HFKeys) -> dict[str, Any]:
         "post_mixer_normalization": norm,
         "post_mlp_normalization": norm,
     }
+
     layer_types = keys.get("layer_types")
     if layer_types is None:
         layer_types = ["sliding_attention" if (index + 1) % 2 else "full_attention" for index in range(num_layers)]
     windows = _window_per_layer(keys, layer_types, keys.get("sliding_window"), num_layers)
     layers = [("global", block) if window is None else ("local", {**block, "mixer": {**attention, "window_size": window}}) for window in windows]
+
     head: dict[str, Any] = {}
     final_cap = keys.get("final_logit_softcapping")
     if final_cap is not None:
@@ -526,6 +526,7 @@ def _read_gpt2(keys: HFKeys) -> dict[str, Any]:
         keys.get(key)  # only GPT2DoubleHeadsModel's classification head reads these
     if hidden_size % heads != 0:
         keys.fail("n_head", f"does not divide n_embd={hidden_size}", heads)
+
     attention: dict[str, Any] = {
         "type": "attention",
         "heads": heads,
@@ -539,6 +540,7 @@ def _read_gpt2(keys: HFKeys) -> dict[str, Any]:
     attention_dropout = keys.get("attn_pdrop")
     if attention_dropout:
         attention["dropout"] = float(attention_dropout)
+
     norm = {"type": "layer_norm", "epsilon": float(keys.get("layer_norm_epsilon"))}
     inner = keys.get("n_inner") or 4 * hidden_size
     block: dict[str, Any] = {
@@ -550,6 +552,7 @@ def _read_gpt2(keys: HFKeys) -> dict[str, Any]:
     residual_dropout = keys.get("resid_pdrop")
     if residual_dropout:
         block["dropout"] = float(residual_dropout)
+
     embeddings: dict[str, Any] = {"position_embeddings": keys.get("n_positions")}
     embedding_dropout = keys.get("embd_pdrop")
     if embedding_dropout:
@@ -576,9 +579,10 @@ _READERS: dict[str, Callable[[HFKeys], dict[str, Any]]] = {
 def block_sequence(layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Return the shortest `repeat` sequence config whose layer i is `layers[i][1]`.
 
-    One block when all layers agree; named `blocks` with a `pattern` when the layers repeat
-    with a period that divides the layer count; otherwise the most common block with
-    `overrides` for the other layers. `layers[i][0]` names the block of layer i.
+    The result is one block when all layers agree. It is named `blocks` with a `pattern`
+    when the layers repeat with a period that divides the layer count. Otherwise it is the
+    most common block with `overrides` for the other layers. `layers[i][0]` names the
+    block of layer i.
     """
     num_layers = len(layers)
     blocks = [block for _, block in layers]

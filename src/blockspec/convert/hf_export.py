@@ -1,10 +1,10 @@
 """blockspec model config -> Hugging Face `config.json` (export).
 
 A writer per `model_type` fills the keys of its transformers config class. Export then
-imports its own output again and compares the two configs field by field (training-only
-settings such as initialization, lr scale and dropout excluded), so a config that one
-`config.json` cannot express raises an error naming the fields instead of exporting a
-different network.
+imports its own output again and compares the two configs field by field, leaving out
+training-only settings such as initialization, lr scale and dropout. A config that one
+`config.json` cannot express therefore raises an error naming the fields instead of
+exporting a different network.
 """
 
 from __future__ import annotations
@@ -90,10 +90,11 @@ def config_to_hf(
 def infer_model_type(config: ModelConfig) -> str:
     """Return the Hugging Face model_type whose network has the structure of `config`.
 
-    The rules look at the distinguishing parts: learned positions (gpt2), post norms
-    (gemma2), experts (qwen2_moe with a shared expert or dense layers, else mixtral),
-    query/key norms (qwen3), query/key/value biases without an output bias or per-layer
-    windows (qwen2), one window on every layer (mistral), else llama.
+    The rules check the distinguishing parts in this order. Learned positions mean gpt2
+    and post norms gemma2. Experts mean qwen2_moe when there is a shared expert, a dense
+    layer or a query bias, else mixtral. Query/key norms mean qwen3. Query/key/value
+    biases without an output bias, or windows on some layers only, mean qwen2. One window
+    on every layer means mistral, and anything else llama.
     """
     layers = [layer.resolved for layer in config.transformer.layer_configs()]
     first = layers[0]

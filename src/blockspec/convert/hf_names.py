@@ -1,8 +1,8 @@
 """Tensor names of Hugging Face checkpoints and how each maps onto blockspec parameters.
 
-A `TensorRecipe` says how one tensor of a checkpoint is made of blockspec parameters:
-the parameters named by its `parts` (one expert of a batched expert weight when `expert`
-is set) concatenated along `dim`, then transposed for GPT-2's Conv1D layout. Export
+A `TensorRecipe` describes one tensor of a checkpoint as blockspec parameters: the
+parameters named by its `parts` (one expert of a batched expert weight when `expert` is
+set), concatenated along `dim`, then transposed for GPT-2's Conv1D layout. Export
 follows a recipe forwards; import splits the checkpoint tensor the other way. The names
 are those that transformers 5 `save_pretrained` writes, which are also the Hub names
 (including one tensor per expert for Mixtral and Qwen2-MoE).
@@ -28,7 +28,7 @@ class TensorPart:
 
 @dataclass(frozen=True)
 class TensorRecipe:
-    """How one checkpoint tensor is built from blockspec parameters."""
+    """The recipe of one checkpoint tensor: which blockspec parameters it is built from."""
 
     name: str
     """Tensor name in the checkpoint."""

@@ -135,7 +135,7 @@ def load_tensors(
     progress: bool = True,
     source: str = "checkpoint",
 ) -> nn.Module:
-    """Fill the parameters of a meta-built `model` from `reader` as `recipes` say, then its buffers.
+    """Fill the parameters of a meta-built `model` from `reader` following `recipes`, then its buffers.
 
     Raises `CheckpointError` (before loading anything) for missing, unexpected and misshapen
     tensors and for parameters that no recipe fills.
@@ -161,7 +161,7 @@ def load_tensors(
 
 
 def _duplicates_tied(recipe: TensorRecipe, recipes: list[TensorRecipe]) -> bool:
-    """Whether an optional recipe fills a parameter that another recipe fills too (a tied output weight)."""
+    """Return whether an optional recipe fills a parameter that another recipe fills too (a tied output weight)."""
     if not recipe.optional:
         return False
     names = {part.name for part in recipe.parts}
@@ -218,7 +218,7 @@ def _progress(recipes: list[TensorRecipe], enabled: bool, source: str) -> Iterab
 
 
 class _Allocator:
-    """Gives meta parameters real storage on first use, in every module slot that holds them."""
+    """Allocator of real storage for meta parameters on first use, replacing them in every module slot that contains them."""
 
     def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype):
         self.model = model
