@@ -55,6 +55,8 @@ def _tiny(model_type: str, **overrides) -> dict:
     common = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2}
     if model_type == "gpt2":
         common = {"vocab_size": 64, "n_embd": 32, "n_layer": 4, "n_head": 4, "n_positions": 40}
+    if model_type == "phi3":
+        common = {**common, "pad_token_id": 0, "eos_token_id": 1}  # the defaults lie outside the small vocabulary
     config = transformers.CONFIG_MAPPING[model_type](**{**common, **overrides})
     return config.to_dict()
 
@@ -188,9 +190,16 @@ def test_rope_linear_and_yarn():
 
 
 def test_rope_partial_rotary_factor():
-    data = {**_tiny("llama"), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}
+    data = {**_tiny("phi3"), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}
 
     assert config_from_hf(data).transformer.block.mixer.rotary.fraction == 0.5
+
+
+def test_rope_partial_rejected_where_transformers_rotates_whole_heads():
+    data = {**_tiny("llama"), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}
+
+    with pytest.raises(ConfigError, match=r"rope_parameters.partial_rotary_factor: transformers' llama rotates whole heads"):
+        config_from_hf(data)
 
 
 def test_rope_dynamic_rejected():
@@ -338,6 +347,30 @@ def test_gpt2_fields():
     assert _blockspec_parameter_count(config) == _transformers_parameter_count(data)
 
 
+def test_phi3_fields():
+    data = EXPORT_CASES["phi3"]
+    config = config_from_hf({**data, "resid_pdrop": 0.1})
+    mixer = config.transformer.block.mixer
+
+    assert mixer.rotary.fraction == 0.5
+    assert mixer.window_size == 7
+    assert config.transformer.block.dropout == 0.1
+    assert _blockspec_parameter_count(config) == _transformers_parameter_count(data)
+
+
+def test_olmo2_fields():
+    data = EXPORT_CASES["olmo2"]
+    config = config_from_hf(data)
+    block = config.transformer.block
+
+    assert block.normalization.type_name == "none"
+    assert block.post_mixer_normalization.type_name == "rms_norm"
+    assert block.post_mlp_normalization.type_name == "rms_norm"
+    assert block.mixer.qk_norm_per_head is False
+    assert block.mixer.query_norm.epsilon == 1e-5
+    assert _blockspec_parameter_count(config) == _transformers_parameter_count(data)
+
+
 def test_gpt2_unscaled_attention():
     config = config_from_hf(_tiny("gpt2", scale_attn_weights=False))
 
@@ -413,6 +446,8 @@ EXPORT_CASES = {
     "qwen2_moe": _tiny("qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, shared_expert_intermediate_size=24, mlp_only_layers=[2]),
     "gemma2": _tiny("gemma2", head_dim=8, sliding_window=9),
     "gpt2": _tiny("gpt2"),
+    "phi3": _tiny("phi3", sliding_window=7, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+    "olmo2": _tiny("olmo2", attention_bias=True),
 }
 
 

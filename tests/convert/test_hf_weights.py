@@ -26,6 +26,8 @@ MODEL_CONFIGS = {
     "qwen2_moe": lambda: transformers.Qwen2MoeConfig(**COMMON, moe_intermediate_size=16, shared_expert_intermediate_size=24, num_experts=4, num_experts_per_tok=2, mlp_only_layers=[1]),
     "gemma2": lambda: transformers.Gemma2Config(**COMMON, head_dim=8, sliding_window=5, query_pre_attn_scalar=8, final_logit_softcapping=30.0, attn_logit_softcapping=20.0),
     "gpt2": lambda: transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=1),
+    "phi3": lambda: transformers.Phi3Config(**COMMON, sliding_window=5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}, pad_token_id=0, eos_token_id=1),
+    "olmo2": lambda: transformers.Olmo2Config(**COMMON, pad_token_id=0, eos_token_id=1),
 }
 
 

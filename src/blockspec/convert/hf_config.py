@@ -203,8 +203,12 @@ def _head_size(keys: HFKeys, hidden_size: int, heads: int) -> int:
     return hidden_size // heads
 
 
-def _rotary(keys: HFKeys) -> dict[str, Any]:
-    """Return the blockspec rotary config from rope_parameters, or legacy rope_scaling + rope_theta."""
+def _rotary(keys: HFKeys, *, allow_partial: bool = False) -> dict[str, Any]:
+    """Return the blockspec rotary config from rope_parameters, or legacy rope_scaling + rope_theta.
+
+    `allow_partial` is true for the model types whose transformers attention rotates only
+    part of each head (Phi-3); elsewhere a partial_rotary_factor below 1 is rejected.
+    """
     parameters = keys.get("rope_parameters") if keys.is_given("rope_parameters") else None
     scaling = keys.get("rope_scaling") if keys.is_given("rope_scaling") else None
     legacy_theta = keys.get("rope_theta")
@@ -228,6 +232,8 @@ def _rotary(keys: HFKeys) -> dict[str, Any]:
 
     rotary: dict[str, Any] = {"type": rope_type, "theta": float(theta)}
     if fraction is not None and float(fraction) != 1.0:
+        if not allow_partial:
+            keys.fail(f"{source_key}.partial_rotary_factor", f"transformers' {keys.model_type} rotates whole heads, so only 1.0 is supported", fraction)
         rotary["fraction"] = float(fraction)
     reader = _ROPE_READERS.get(rope_type)
     if reader is None:
@@ -291,7 +297,7 @@ _ROPE_READERS = {
 }
 
 
-def _attention(keys: HFKeys, *, hidden_size: int, biases: dict[str, bool]) -> dict[str, Any]:
+def _attention(keys: HFKeys, *, hidden_size: int, biases: dict[str, bool], allow_partial_rotary: bool = False) -> dict[str, Any]:
     heads = keys.get("num_attention_heads")
     kv_heads = keys.get("num_key_value_heads") or heads
     head_size = _head_size(keys, hidden_size, heads)
@@ -300,7 +306,7 @@ def _attention(keys: HFKeys, *, hidden_size: int, biases: dict[str, bool]) -> di
         "heads": heads,
         "head_groups": kv_heads,
         "head_size": head_size,
-        "rotary": _rotary(keys),
+        "rotary": _rotary(keys, allow_partial=allow_partial_rotary),
     }
     for name in ("query", "key", "value", "output"):
         attention[name] = {"bias": biases[name]}
@@ -358,8 +364,15 @@ def _window_per_layer(keys: HFKeys, layer_types: list[str] | None, window: int |
 # ---------------------------------------------------------------------- per model type
 
 
-def _read_llama_like(keys: HFKeys, *, qkv_bias: bool | None = None, query_key_norm: bool = False, windows: list[int | None] | None = None) -> dict[str, Any]:
-    """Llama, Mistral, Qwen2 and Qwen3: pre-norm RMSNorm blocks, rotary attention, SwiGLU mlp."""
+def _read_llama_like(
+    keys: HFKeys,
+    *,
+    qkv_bias: bool | None = None,
+    query_key_norm: bool = False,
+    windows: list[int | None] | None = None,
+    allow_partial_rotary: bool = False,
+) -> dict[str, Any]:
+    """Read Llama, Mistral, Qwen2, Qwen3 and Phi-3: pre-norm RMSNorm blocks, rotary attention, SwiGLU mlp."""
     hidden_size = keys.get("hidden_size")
     num_layers = keys.get("num_hidden_layers")
     if qkv_bias is None:
@@ -367,7 +380,7 @@ def _read_llama_like(keys: HFKeys, *, qkv_bias: bool | None = None, query_key_no
         biases = dict.fromkeys(("query", "key", "value", "output"), attention_bias)
     else:
         biases = {"query": qkv_bias, "key": qkv_bias, "value": qkv_bias, "output": False}
-    attention = _attention(keys, hidden_size=hidden_size, biases=biases)
+    attention = _attention(keys, hidden_size=hidden_size, biases=biases, allow_partial_rotary=allow_partial_rotary)
     if query_key_norm:
         attention["query_norm"] = _rms_norm(keys)
         attention["key_norm"] = _rms_norm(keys)
@@ -426,15 +439,16 @@ def _read_mixtral(keys: HFKeys) -> dict[str, Any]:
         "normalize_top_k": True,
         "aux_loss_coefficient": float(keys.get("router_aux_loss_coef")),
     }
-    return _replace_mlp(config, moe)
+    return _update_blocks(config, mlp=moe)
 
 
-def _replace_mlp(config: dict[str, Any], mlp: dict[str, Any]) -> dict[str, Any]:
+def _update_blocks(config: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Set `fields` in every block of an imported config (the `block`, or each of `blocks`)."""
     sequence = config["transformer"]
     if "block" in sequence:
-        sequence["block"] = {**sequence["block"], "mlp": mlp}
+        sequence["block"] = {**sequence["block"], **fields}
     else:
-        sequence["blocks"] = {name: {**block, "mlp": mlp} for name, block in sequence["blocks"].items()}
+        sequence["blocks"] = {name: {**block, **fields} for name, block in sequence["blocks"].items()}
     return config
 
 
@@ -561,6 +575,37 @@ def _read_gpt2(keys: HFKeys) -> dict[str, Any]:
     return _language_model(keys, layers, hidden_size=hidden_size, final_norm=norm, embeddings=embeddings)
 
 
+def _read_phi3(keys: HFKeys) -> dict[str, Any]:
+    keys.get("original_max_position_embeddings")  # read only by longrope scaling, which import rejects
+    keys.get("embd_pdrop")  # transformers 5 Phi-3 defines but never applies this dropout
+    windows = [keys.get("sliding_window")] * keys.get("num_hidden_layers")
+    config = _read_llama_like(keys, windows=windows, allow_partial_rotary=True)
+    residual_dropout = keys.get("resid_pdrop")
+    if residual_dropout:
+        config = _update_blocks(config, dropout=float(residual_dropout))
+    return config
+
+
+def _read_olmo2(keys: HFKeys) -> dict[str, Any]:
+    """Read OLMo 2: no pre-norms, RMSNorm after each branch, RMSNorm over the whole query and key projections."""
+    hidden_size = keys.get("hidden_size")
+    attention_bias = bool(keys.get("attention_bias"))
+    attention = _attention(keys, hidden_size=hidden_size, biases=dict.fromkeys(("query", "key", "value", "output"), attention_bias))
+    attention.update(query_norm=_rms_norm(keys), key_norm=_rms_norm(keys), qk_norm_per_head=False)
+
+    norm = _rms_norm(keys)
+    block = {
+        "type": "transformer",
+        "mixer": attention,
+        "mlp": _mlp(keys.get("intermediate_size"), _activation(keys, "hidden_act")),
+        "normalization": {"type": "none"},
+        "post_mixer_normalization": norm,
+        "post_mlp_normalization": norm,
+    }
+    layers = [("block", block)] * keys.get("num_hidden_layers")
+    return _language_model(keys, layers, hidden_size=hidden_size, final_norm=norm)
+
+
 _READERS: dict[str, Callable[[HFKeys], dict[str, Any]]] = {
     "llama": _read_llama,
     "mistral": _read_mistral,
@@ -570,6 +615,8 @@ _READERS: dict[str, Callable[[HFKeys], dict[str, Any]]] = {
     "qwen2_moe": _read_qwen2_moe,
     "gemma2": _read_gemma2,
     "gpt2": _read_gpt2,
+    "phi3": _read_phi3,
+    "olmo2": _read_olmo2,
 }
 
 

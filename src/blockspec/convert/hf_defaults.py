@@ -213,6 +213,53 @@ _GPT2: dict[str, Any] = {
     "tie_word_embeddings": True,
 }
 
+_PHI3: dict[str, Any] = {
+    "vocab_size": 32064,
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": None,
+    "resid_pdrop": 0.0,
+    "embd_pdrop": 0.0,
+    "attention_dropout": 0.0,
+    "hidden_act": "silu",
+    "max_position_embeddings": 4096,
+    "original_max_position_embeddings": 4096,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-5,
+    "use_cache": True,
+    "tie_word_embeddings": False,
+    "rope_parameters": None,
+    "rope_theta": 10000.0,
+    "bos_token_id": 1,
+    "eos_token_id": 32000,
+    "pad_token_id": 32000,
+    "sliding_window": None,
+}
+
+_OLMO2: dict[str, Any] = {
+    "vocab_size": 50304,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": None,
+    "hidden_act": "silu",
+    "max_position_embeddings": 2048,
+    "initializer_range": 0.02,
+    "use_cache": True,
+    "pad_token_id": 1,
+    "bos_token_id": None,
+    "eos_token_id": 50279,
+    "tie_word_embeddings": False,
+    "rope_parameters": None,
+    "rope_theta": 10000.0,
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "rms_norm_eps": 1e-5,
+}
+
 HF_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": _LLAMA,
     "mistral": _MISTRAL,
@@ -222,6 +269,8 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
     "qwen2_moe": _QWEN2_MOE,
     "gemma2": _GEMMA2,
     "gpt2": _GPT2,
+    "phi3": _PHI3,
+    "olmo2": _OLMO2,
 }
 """model_type -> every key of its transformers config class with its default value.
 

@@ -29,6 +29,8 @@ ARCHITECTURES = {
     "qwen2_moe": "Qwen2MoeForCausalLM",
     "gemma2": "Gemma2ForCausalLM",
     "gpt2": "GPT2LMHeadModel",
+    "phi3": "Phi3ForCausalLM",
+    "olmo2": "Olmo2ForCausalLM",
 }
 
 _ACTIVATIONS_TO_HF = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu", "squared_relu": "relu2"}
@@ -82,9 +84,23 @@ def config_to_hf(
             f"max_position_embeddings={max_position_embeddings} disagrees with the learned position table of "
             f"{result['max_position_embeddings']} positions; leave it unset"
         )
+    result.update(_token_ids_outside_vocabulary(model_type, config.embeddings.vocab_size))
     result.update(extra or {})
     _check_round_trip(config, result, model_type)
     return result
+
+
+def _token_ids_outside_vocabulary(model_type: str, vocab_size: int) -> dict[str, None]:
+    """Return None for each token id whose class default is not a valid id for `vocab_size`.
+
+    Some classes use the default as the embedding's padding index (Phi-3's pad id 32000),
+    which fails for a smaller vocabulary. Pass real token ids with `extra`.
+    """
+    from .hf_defaults import HF_DEFAULTS
+
+    defaults = HF_DEFAULTS[model_type]
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return {key: None for key in keys if isinstance(defaults.get(key), int) and defaults[key] >= vocab_size}
 
 
 def infer_model_type(config: ModelConfig) -> str:
@@ -93,15 +109,16 @@ def infer_model_type(config: ModelConfig) -> str:
     The rules check the distinguishing parts in this order. Learned positions mean gpt2
     and post norms gemma2. Experts mean qwen2_moe when there is a shared expert, a dense
     layer or a query bias, else mixtral. Query/key norms mean qwen3. Query/key/value
-    biases without an output bias, or windows on some layers only, mean qwen2. One window
-    on every layer means mistral, and anything else llama.
+    biases without an output bias, or windows on some layers only, mean qwen2. A partial
+    rotary embedding means phi3, one window on every layer mistral, and anything else
+    llama. A no-pre-norm block with post norms means olmo2 instead of gemma2.
     """
     layers = [layer.resolved for layer in config.transformer.layer_configs()]
     first = layers[0]
     if config.embeddings.position_embeddings:
         return "gpt2"
     if first.post_mixer_normalization is not None or first.post_mlp_normalization is not None:
-        return "gemma2"
+        return "olmo2" if first.normalization.type_name == "none" else "gemma2"
     mlp_types = {layer.mlp.type_name for layer in layers}
     if "moe" in mlp_types:
         moe = next(layer.mlp for layer in layers if layer.mlp.type_name == "moe")
@@ -110,6 +127,8 @@ def infer_model_type(config: ModelConfig) -> str:
         return "mixtral"
     if first.mixer.query_norm is not None:
         return "qwen3"
+    if getattr(first.mixer.rotary, "fraction", 1.0) != 1.0:
+        return "phi3"
     windows = [layer.mixer.window_size for layer in layers]
     if first.mixer.query.bias and not first.mixer.output.bias:
         return "qwen2"
@@ -318,6 +337,18 @@ def _write_gpt2(config: Any, layers: list[Any]) -> dict[str, Any]:
     }
 
 
+def _write_phi3(config: Any, layers: list[Any]) -> dict[str, Any]:
+    result = _common_keys(config, layers)
+    result.update(sliding_window=layers[0].mixer.window_size, resid_pdrop=layers[0].dropout)
+    return result
+
+
+def _write_olmo2(config: Any, layers: list[Any]) -> dict[str, Any]:
+    result = _common_keys(config, layers)
+    result.update(attention_bias=layers[0].mixer.query.bias, rms_norm_eps=layers[0].post_mixer_normalization.epsilon)
+    return result
+
+
 _WRITERS: dict[str, Callable[[Any, list[Any]], dict[str, Any]]] = {
     "llama": _write_llama,
     "mistral": _write_mistral,
@@ -327,6 +358,8 @@ _WRITERS: dict[str, Callable[[Any, list[Any]], dict[str, Any]]] = {
     "qwen2_moe": _write_qwen2_moe,
     "gemma2": _write_gemma2,
     "gpt2": _write_gpt2,
+    "phi3": _write_phi3,
+    "olmo2": _write_olmo2,
 }
 
 

@@ -76,8 +76,15 @@ _QWEN_EXPERT_NAMES = {"gate_weight": "gate_proj", "up_weight": "up_proj", "down_
 def _decoder_layer_recipes(layer: Any, index: int, model_type: str, *, fused_experts: bool) -> list[TensorRecipe]:
     source = f"model.layers.{index}"
     target = f"transformer.layers.{index}"
-    recipes = [_simple(f"{source}.input_layernorm.weight", f"{target}.mixer_normalization.weight")]
-    if model_type == "gemma2":
+    recipes = []
+    if model_type != "olmo2":
+        recipes.append(_simple(f"{source}.input_layernorm.weight", f"{target}.mixer_normalization.weight"))
+    if model_type == "olmo2":
+        recipes += [
+            _simple(f"{source}.post_attention_layernorm.weight", f"{target}.post_mixer_normalization.weight"),
+            _simple(f"{source}.post_feedforward_layernorm.weight", f"{target}.post_mlp_normalization.weight"),
+        ]
+    elif model_type == "gemma2":
         recipes += [
             _simple(f"{source}.post_attention_layernorm.weight", f"{target}.post_mixer_normalization.weight"),
             _simple(f"{source}.pre_feedforward_layernorm.weight", f"{target}.mlp_normalization.weight"),
@@ -87,6 +94,9 @@ def _decoder_layer_recipes(layer: Any, index: int, model_type: str, *, fused_exp
         recipes.append(_simple(f"{source}.post_attention_layernorm.weight", f"{target}.mlp_normalization.weight"))
 
     attention = layer.mixer
+    if model_type == "phi3":
+        recipes += _phi3_recipes(layer, source, target)
+        return recipes
     for name, hf_name in _ATTENTION_NAMES.items():
         recipes.append(_simple(f"{source}.self_attn.{hf_name}.weight", f"{target}.mixer.{name}.weight"))
         if getattr(attention, name).bias:
@@ -102,6 +112,18 @@ def _decoder_layer_recipes(layer: Any, index: int, model_type: str, *, fused_exp
     else:
         recipes += _mlp_recipes(mlp, f"{source}.mlp", f"{target}.mlp")
     return recipes
+
+
+def _phi3_recipes(layer: Any, source: str, target: str) -> list[TensorRecipe]:
+    """Phi-3 fuses query, key and value into `qkv_proj` and gate and up into `gate_up_proj`, in that order."""
+    qkv = tuple(TensorPart(f"{target}.mixer.{name}.weight") for name in ("query", "key", "value"))
+    gate_up = (TensorPart(f"{target}.mlp.gate.weight"), TensorPart(f"{target}.mlp.up.weight"))
+    return [
+        TensorRecipe(f"{source}.self_attn.qkv_proj.weight", qkv),
+        _simple(f"{source}.self_attn.o_proj.weight", f"{target}.mixer.output.weight"),
+        TensorRecipe(f"{source}.mlp.gate_up_proj.weight", gate_up),
+        _simple(f"{source}.mlp.down_proj.weight", f"{target}.mlp.down.weight"),
+    ]
 
 
 def _mlp_recipes(mlp: Any, source: str, target: str) -> list[TensorRecipe]:
