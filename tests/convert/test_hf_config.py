@@ -499,6 +499,16 @@ def test_export_to_explicit_model_type_rejected_when_different():
         config_to_hf(config, model_type="mistral")
 
 
+def test_export_nulls_token_ids_outside_vocabulary():
+    exported = config_to_hf(config_from_hf(EXPORT_CASES["phi3"]))
+    with_extra = config_to_hf(config_from_hf(EXPORT_CASES["phi3"]), extra={"pad_token_id": 3})
+
+    assert exported["pad_token_id"] is None
+    assert exported["eos_token_id"] is None
+    assert exported["bos_token_id"] == 1
+    assert with_extra["pad_token_id"] == 3
+
+
 def test_export_max_position_embeddings():
     llama3 = config_from_hf({**_tiny("llama"), "rope_parameters": {**LLAMA3_SCALING, "rope_type": "llama3", "rope_theta": 5e5}})
 
