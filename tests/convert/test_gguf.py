@@ -11,11 +11,11 @@ import torch
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
 
-from blockspec import ConfigError  # noqa: E402
-from blockspec.convert import config_from_hf, load_gguf  # noqa: E402
-from blockspec.convert.gguf import _undo_rotary_permutation  # noqa: E402
-from blockspec.convert.hf_export import architecture  # noqa: E402
-from blockspec.convert.hf_weights import CheckpointError  # noqa: E402
+from blockspec import ConfigError
+from blockspec.convert import config_from_hf, load_gguf
+from blockspec.convert.gguf import _undo_rotary_permutation
+from blockspec.convert.hf_export import architecture
+from blockspec.convert.hf_weights import CheckpointError
 
 VOCAB = 96
 HIDDEN = 64

@@ -11,9 +11,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-import blockspec  # noqa: E402
-from blockspec import ConfigError  # noqa: E402
-from blockspec.convert import config_from_hf, config_to_hf  # noqa: E402
+import blockspec
+from blockspec import ConfigError
+from blockspec.convert import config_from_hf, config_to_hf
 
 REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "hf-configs"
 if not REFERENCE_DIR.is_dir():

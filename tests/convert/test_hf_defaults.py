@@ -8,7 +8,7 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
-from blockspec.convert.hf_defaults import HF_DEFAULTS, KEY_ALIASES  # noqa: E402
+from blockspec.convert.hf_defaults import HF_DEFAULTS, KEY_ALIASES
 
 # Keys of the base PreTrainedConfig; they are bookkeeping and not part of the per-type table.
 BASE_KEYS = {field.name for field in dataclasses.fields(transformers.PreTrainedConfig)}

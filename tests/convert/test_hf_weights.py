@@ -9,9 +9,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-import blockspec  # noqa: E402
-from blockspec.convert import config_from_hf, load_hf, save_hf  # noqa: E402
-from blockspec.convert.hf_weights import CheckpointError  # noqa: E402
+import blockspec
+from blockspec.convert import config_from_hf, load_hf, save_hf
+from blockspec.convert.hf_weights import CheckpointError
 
 VOCAB = 96
 COMMON = {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2}

@@ -62,12 +62,12 @@ def test_smollm2_logits_match_transformers_gguf_loading(example, loaded):
 
 
 def test_smollm2_config_matches_gguf_metadata(example):
+    import gguf
+
+    import blockspec
     from blockspec.convert.gguf import _read_metadata, gguf_to_hf_config
     from blockspec.convert.hf_config import config_from_hf
     from blockspec.convert.hf_export import architecture
-
-    import blockspec
-    import gguf
 
     reader = gguf.GGUFReader(str(example.smollm2_gguf_path()))
     described = config_from_hf(gguf_to_hf_config(_read_metadata(reader), {tensor.name for tensor in reader.tensors}))

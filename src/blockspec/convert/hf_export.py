@@ -84,6 +84,8 @@ def config_to_hf(
             f"max_position_embeddings={max_position_embeddings} disagrees with the learned position table of "
             f"{result['max_position_embeddings']} positions; leave it unset"
         )
+    if model_type == "gpt2":
+        result.pop("max_position_embeddings")  # GPT-2 spells it n_positions
     result.update(_token_ids_outside_vocabulary(model_type, config.embeddings.vocab_size))
     result.update(extra or {})
     _check_round_trip(config, result, model_type)

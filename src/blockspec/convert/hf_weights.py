@@ -72,7 +72,7 @@ class SafetensorsReader(TensorReader):
         self._handles = {file: safe_open(str(directory / file), framework="pt") for file in files}
         self._file_of: dict[str, str] = {}
         for file, handle in self._handles.items():
-            for name in handle.keys():
+            for name in handle.keys():  # noqa: SIM118 (a safetensors handle is not iterable)
                 self._file_of[name] = file
 
     def names(self) -> list[str]:
@@ -106,7 +106,7 @@ def load_hf(
     hf_config = read_hf_config(path)
     config = config_from_hf(hf_config, ignore_keys=ignore_keys)
     reader = SafetensorsReader(path)
-    fused = any(name.endswith(".experts.gate_up_proj") or name.endswith(".experts.down_proj") for name in reader.names())
+    fused = any(name.endswith((".experts.gate_up_proj", ".experts.down_proj")) for name in reader.names())
     recipes = hf_tensor_recipes(config.resolved, hf_config["model_type"], fused_experts=fused)
     recipes = _strip_prefix_if_needed(recipes, reader.names())
     model = config.build(device="meta")
