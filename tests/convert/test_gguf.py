@@ -180,7 +180,7 @@ transformer:
 head:
   normalization: {{type: rms_norm, epsilon: 1.0e-5}}
 """
-    with caplog.at_level(logging.WARNING, logger="blockspec.convert.gguf"):
+    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_export"):
         config, model = load_gguf(path, yaml, progress=False)
     with torch.no_grad():
         difference = (model(_inputs()).logits - reference(_inputs()).logits).abs().max().item()

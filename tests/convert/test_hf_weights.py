@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -274,3 +275,45 @@ def test_moe_aux_loss_matches_transformers_one_layer(model_type, tmp_path):
 
     assert actual.aux_losses["load_balancing"].item() == pytest.approx(0.1 * expected.aux_loss.item(), rel=1e-5)
     assert actual.loss.item() == pytest.approx(expected.loss.item(), rel=1e-5)
+
+
+def test_load_into_config_with_lora(checkpoints, tmp_path):
+    directory, reference = checkpoints["llama"]
+    config = config_from_hf(directory).with_overrides({"peft": {"type": "lora", "rank": 4}})
+
+    _, model = load_hf(directory, config, progress=False)
+    input_ids = _inputs()
+    with torch.no_grad():
+        difference = (model(input_ids).logits - reference(input_ids).logits).abs().max().item()
+    adapters = {name for name, parameter in model.named_parameters() if "lora" in name}
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+    assert difference <= 1e-4  # lora_b starts at zero, so the adapters change nothing yet
+    assert adapters
+    assert trainable == adapters
+    assert all(model.get_parameter(name).abs().sum() > 0 for name in adapters if name.endswith("lora_a"))
+
+
+def test_save_with_lora_adapters_rejected_until_merged(checkpoints, tmp_path):
+    directory, reference = checkpoints["llama"]
+    config = config_from_hf(directory).with_overrides({"peft": {"type": "lora", "rank": 4}})
+    _, model = load_hf(directory, config, progress=False)
+
+    with pytest.raises(CheckpointError, match=r"LoRA adapters .*merge them with blockspec.merge_lora\(model\)"):
+        save_hf(model, tmp_path / "adapted")
+    blockspec.merge_lora(model)
+    save_hf(model, tmp_path / "merged")
+
+    assert not (tmp_path / "adapted").exists()
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert torch.equal(reloaded.model.layers[0].self_attn.q_proj.weight, reference.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_load_into_different_config_warns(checkpoints, caplog):
+    directory, _ = checkpoints["llama"]
+    config = config_from_hf(directory).with_overrides({"transformer.block.normalization.epsilon": 1e-3})
+
+    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_export"):
+        load_hf(directory, config, progress=False)
+
+    assert "config.json: transformer.layers[0].normalization.epsilon: config 0.001, file 1e-06" in caplog.text

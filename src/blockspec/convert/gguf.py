@@ -8,9 +8,7 @@ Hugging Face Llama and blockspec.
 
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,13 +19,11 @@ from ..config import ConfigError, ConfigIssue
 from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_config import config_from_hf
-from .hf_export import _flatten, architecture
+from .hf_export import warn_about_differences
 from .hf_names import TensorPart, TensorRecipe
 from .hf_weights import TensorReader, load_tensors
 
 __all__ = ["gguf_to_hf_config", "load_gguf"]
-
-logger = logging.getLogger(__name__)
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -190,19 +186,10 @@ def load_gguf(
         config = file_config
     else:
         config = config if isinstance(config, ModelConfig) else load_config(config)
-        _warn_about_differences(config, file_config, path)
+        warn_about_differences(config, file_config, path)
 
     attention = config.transformer.layer_configs()[0].mixer
     tensors = GGUFTensorReader(reader, heads=attention.heads, kv_heads=attention.kv_heads)
     model = config.build(device="meta")
     load_tensors(model, tensors, gguf_tensor_recipes(config.resolved), dtype=dtype, device=device, progress=progress, source=str(path))
     return config, model
-
-
-def _warn_about_differences(config: ModelConfig, file_config: ModelConfig, path: Any) -> None:
-    configured, described = _flatten(architecture(config)), _flatten(architecture(file_config))
-    # The first layer stands for all of them, so a difference is listed once.
-    keys = [key for key in sorted(set(configured) | set(described)) if not key.startswith("transformer.layers[") or key.startswith("transformer.layers[0]")]
-    differences = [f"{key}: config {configured.get(key)!r}, file {described.get(key)!r}" for key in keys if configured.get(key) != described.get(key)]
-    if differences:
-        logger.warning("the given config differs from the metadata of %s: %s", Path(path).name, "; ".join(differences))

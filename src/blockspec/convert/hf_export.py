@@ -10,7 +10,9 @@ exporting a different network.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, ConfigIssue
@@ -18,7 +20,9 @@ from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_config import SUPPORTED_MODEL_TYPES, hf_config_to_dict
 
-__all__ = ["config_to_hf", "infer_model_type"]
+__all__ = ["config_to_hf", "infer_model_type", "warn_about_differences"]
+
+logger = logging.getLogger(__name__)
 
 ARCHITECTURES = {
     "llama": "LlamaForCausalLM",
@@ -410,6 +414,16 @@ def _check_round_trip(config: ModelConfig, hf: dict[str, Any], model_type: str) 
             )
     if issues:
         raise ConfigError(_collapse_layers(issues))
+
+
+def warn_about_differences(config: ModelConfig, file_config: ModelConfig, path: Any) -> None:
+    """Log a warning listing the fields of `config` that differ from `file_config`, read from `path`."""
+    configured, described = _flatten(architecture(config)), _flatten(architecture(file_config))
+    # The first layer stands for all of them, so a difference is listed once.
+    keys = [key for key in sorted(set(configured) | set(described)) if not key.startswith("transformer.layers[") or key.startswith("transformer.layers[0]")]
+    differences = [f"{key}: config {configured.get(key)!r}, file {described.get(key)!r}" for key in keys if configured.get(key) != described.get(key)]
+    if differences:
+        logger.warning("the given config differs from %s: %s", Path(path).name, "; ".join(differences))
 
 
 _MISSING = object()

@@ -8,6 +8,7 @@ loaded, and all problems are reported in one `CheckpointError`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,9 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..build import parameter_spec
 from ..layers.families import ModelConfig
+from ..loading import load_config
 from .hf_config import config_from_hf, read_hf_config
-from .hf_export import config_to_hf
+from .hf_export import config_to_hf, warn_about_differences
 from .hf_names import TensorRecipe, hf_tensor_recipes
 
 __all__ = ["CheckpointError", "TensorReader", "load_hf", "load_tensors", "save_hf"]
@@ -90,6 +93,7 @@ class SafetensorsReader(TensorReader):
 
 def load_hf(
     path: str | os.PathLike[str],
+    config: ModelConfig | str | os.PathLike[str] | None = None,
     *,
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
@@ -98,13 +102,20 @@ def load_hf(
 ) -> tuple[ModelConfig, nn.Module]:
     """Load a Hugging Face checkpoint directory (config.json + safetensors) into a blockspec model.
 
-    Returns `(config, model)`. `dtype` applies to every floating-point parameter (None
-    means float32); `progress=False` hides the progress bar; `ignore_keys` is passed to
-    `config_from_hf`. Raises `CheckpointError` listing every missing, unexpected or
-    misshapen tensor before any weight is loaded.
+    Returns `(config, model)`. The config is imported from config.json unless `config` (a
+    ModelConfig, or a YAML file or text) is given, for example to add LoRA adapters. A
+    given config's fields that differ from config.json are logged as a warning. `dtype` applies to
+    every floating-point parameter (None means float32), `progress=False` hides the
+    progress bar, and `ignore_keys` is passed to `config_from_hf`. Raises `CheckpointError`
+    listing every missing, unexpected or misshapen tensor before any weight is loaded.
     """
     hf_config = read_hf_config(path)
-    config = config_from_hf(hf_config, ignore_keys=ignore_keys)
+    file_config = config_from_hf(hf_config, ignore_keys=ignore_keys)
+    if config is None:
+        config = file_config
+    else:
+        config = config if isinstance(config, ModelConfig) else load_config(config)
+        warn_about_differences(config, file_config, Path(path) / "config.json")
     reader = SafetensorsReader(path)
     fused = any(name.endswith((".experts.gate_up_proj", ".experts.down_proj")) for name in reader.names())
     recipes = hf_tensor_recipes(config.resolved, hf_config["model_type"], fused_experts=fused)
@@ -137,8 +148,9 @@ def load_tensors(
 ) -> nn.Module:
     """Fill the parameters of a meta-built `model` from `reader` following `recipes`, then its buffers.
 
-    Raises `CheckpointError` (before loading anything) for missing, unexpected and misshapen
-    tensors and for parameters that no recipe fills.
+    LoRA adapters, which no checkpoint contains, are initialized as their spec says (seeded
+    by their name). Raises `CheckpointError` (before loading anything) for missing,
+    unexpected and misshapen tensors and for other parameters that no recipe fills.
     """
     parameters = dict(model.named_parameters())
     present = set(reader.names())
@@ -156,8 +168,26 @@ def load_tensors(
                 target = allocator.parameter(part.name)
                 (target[part.expert] if part.expert is not None else target).copy_(piece)
             del tensor
+        _initialize_adapters(allocator, parameters)
     allocator.finish()
     return model
+
+
+def _is_lora(parameter: torch.Tensor) -> bool:
+    spec = parameter_spec(parameter)
+    return spec is not None and spec.is_lora
+
+
+def _initialize_adapters(allocator: _Allocator, parameters: dict[str, torch.Tensor]) -> None:
+    from ..layers.initialization.module import initialize
+
+    for name, parameter in parameters.items():
+        if not _is_lora(parameter):
+            continue
+        spec = parameter_spec(parameter)
+        seed = int.from_bytes(hashlib.sha256(f"lora/{name}".encode()).digest()[:8], "little") & (2**63 - 1)
+        generator = torch.Generator(device=allocator.device).manual_seed(seed)
+        initialize(allocator.parameter(name), spec.initialization, fan_in=spec.fan_in, num_layers=spec.num_layers, generator=generator)
 
 
 def _duplicates_tied(recipe: TensorRecipe, recipes: list[TensorRecipe]) -> bool:
@@ -202,7 +232,7 @@ def _check(parameters: dict[str, torch.Tensor], reader: TensorReader, recipes: l
         if mismatched:
             problems.append(f"shape mismatches ({len(mismatched)}): " + "; ".join(mismatched))
         filled = {part.name for recipe in recipes for part in recipe.parts}
-        unfilled = sorted(set(parameters) - filled)
+        unfilled = sorted(name for name in set(parameters) - filled if not _is_lora(parameters[name]))
         if unfilled:
             problems.append(f"model parameters that no checkpoint tensor fills: {', '.join(unfilled)}")
     if problems:
@@ -289,6 +319,12 @@ def save_hf(
     hf_config = config_to_hf(config, model_type=model_type, max_position_embeddings=max_positions, extra=extra)
     recipes = [recipe for recipe in hf_tensor_recipes(config.resolved, hf_config["model_type"]) if not recipe.optional]
     parameters = dict(model.named_parameters())
+    adapters = [name for name, parameter in parameters.items() if _is_lora(parameter)]
+    if adapters:
+        raise CheckpointError(
+            f"the model has LoRA adapters ({', '.join(adapters[:4])}{', ...' if len(adapters) > 4 else ''}), "
+            "which a Hugging Face checkpoint cannot hold; merge them with blockspec.merge_lora(model) before saving"
+        )
     missing = sorted({part.name for recipe in recipes for part in recipe.parts} - set(parameters))
     if missing:
         raise CheckpointError(f"the model does not match its config: parameters {', '.join(missing)} are missing")
