@@ -32,10 +32,7 @@ MODEL_CONFIGS = {
 }
 
 
-def _reference_model(model_type: str, seed: int = 0):
-    torch.manual_seed(seed)
-    config = MODEL_CONFIGS[model_type]()
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+def _randomize(model):
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             # Norm weights stay near their identity value; the rest is large enough to matter.
@@ -44,6 +41,37 @@ def _reference_model(model_type: str, seed: int = 0):
             else:
                 parameter.normal_(0.0, 0.15)
     return model
+
+
+def _reference_model(model_type: str, seed: int = 0):
+    torch.manual_seed(seed)
+    config = MODEL_CONFIGS[model_type]()
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    return _randomize(model)
+
+
+ROPE_VARIANTS = {
+    "linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+    "yarn": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 1024, "beta_fast": 16.0},
+    "yarn_mscale": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 1024, "mscale": 0.8, "mscale_all_dim": 0.6},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(ROPE_VARIANTS))
+def test_load_rope_scaling_matches_transformers(variant, tmp_path):
+    torch.manual_seed(0)
+    # Heads of 32 dimensions, so the yarn ramp bounds depend on beta_fast and beta_slow.
+    config = transformers.LlamaConfig(**COMMON, head_dim=32, max_position_embeddings=4096, rope_parameters=dict(ROPE_VARIANTS[variant]))
+    reference = _randomize(transformers.LlamaForCausalLM(config).eval())
+    reference.save_pretrained(tmp_path)
+    _, model = load_hf(tmp_path, progress=False)
+    input_ids = _inputs(length=40)
+
+    with torch.no_grad():
+        difference = (model(input_ids).logits - reference(input_ids).logits).abs().max().item()
+
+    assert model.config.transformer.block.mixer.rotary.type_name == ROPE_VARIANTS[variant]["rope_type"]
+    assert difference <= 1e-4
 
 
 @pytest.fixture(scope="module")
