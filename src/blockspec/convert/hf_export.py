@@ -77,6 +77,7 @@ def config_to_hf(
     model_type = model_type or infer_model_type(config)
     if model_type not in _WRITERS:
         raise ConfigError(ConfigIssue(path="model_type", message=f"unsupported; blockspec exports {', '.join(SUPPORTED_MODEL_TYPES)}", value=model_type))
+
     layers = [layer.resolved for layer in config.transformer.layer_configs()]
     resolved = config.resolved
     result = {"architectures": [ARCHITECTURES[model_type]], "model_type": model_type}
@@ -88,6 +89,7 @@ def config_to_hf(
             f"max_position_embeddings={max_position_embeddings} disagrees with the learned position table of "
             f"{result['max_position_embeddings']} positions; leave it unset"
         )
+
     if model_type == "gpt2":
         result.pop("max_position_embeddings")  # GPT-2 spells it n_positions
     result.update(_token_ids_outside_vocabulary(model_type, config.embeddings.vocab_size))

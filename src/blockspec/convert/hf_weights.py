@@ -104,10 +104,11 @@ def load_hf(
 
     Returns `(config, model)`. The config is imported from config.json unless `config` (a
     ModelConfig, or a YAML file or text) is given, for example to add LoRA adapters. A
-    given config's fields that differ from config.json are logged as a warning. `dtype` applies to
-    every floating-point parameter (None means float32), `progress=False` hides the
-    progress bar, and `ignore_keys` is passed to `config_from_hf`. Raises `CheckpointError`
-    listing every missing, unexpected or misshapen tensor before any weight is loaded.
+    given config's fields that differ from config.json are logged as a warning. `dtype`
+    applies to every floating-point parameter (None means float32), `progress=False` hides
+    the progress bar, and `ignore_keys` is passed to `config_from_hf`. Raises
+    `CheckpointError` listing every missing, unexpected or misshapen tensor before any
+    weight is loaded.
     """
     hf_config = read_hf_config(path)
     file_config = config_from_hf(hf_config, ignore_keys=ignore_keys)
@@ -116,6 +117,7 @@ def load_hf(
     else:
         config = config if isinstance(config, ModelConfig) else load_config(config)
         warn_about_differences(config, file_config, Path(path) / "config.json")
+
     reader = SafetensorsReader(path)
     fused = any(name.endswith((".experts.gate_up_proj", ".experts.down_proj")) for name in reader.names())
     recipes = hf_tensor_recipes(config.resolved, hf_config["model_type"], fused_experts=fused)
