@@ -345,3 +345,24 @@ def test_load_into_different_config_warns(checkpoints, caplog):
         load_hf(directory, config, progress=False)
 
     assert "config.json: transformer.layers[0].normalization.epsilon: config 0.001, file 1e-06" in caplog.text
+
+
+def test_load_allocates_parameters_one_tensor_at_a_time(checkpoints):
+    from blockspec.convert.hf_names import hf_tensor_recipes
+    from blockspec.convert.hf_weights import SafetensorsReader, load_tensors
+
+    directory, _ = checkpoints["llama"]
+    config = config_from_hf(directory)
+    model = config.build(device="meta")
+    allocated_at_read = []
+
+    class RecordingReader(SafetensorsReader):
+        def get(self, name):
+            allocated_at_read.append(sum(not parameter.is_meta for parameter in model.parameters()))
+            return super().get(name)
+
+    load_tensors(model, RecordingReader(directory), hf_tensor_recipes(config.resolved, "llama"), progress=False)
+
+    # Before the k-th tensor is read, only the k - 1 parameters already filled have storage.
+    assert allocated_at_read == list(range(len(allocated_at_read)))
+    assert not any(parameter.is_meta for parameter in model.parameters())
