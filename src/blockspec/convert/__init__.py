@@ -12,9 +12,10 @@ from typing import Any
 from .hf_config import SUPPORTED_MODEL_TYPES, config_from_hf
 from .hf_export import config_to_hf
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "config_from_hf", "config_to_hf", "load_gguf", "load_hf", "save_hf"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "CheckpointError", "config_from_hf", "config_to_hf", "load_gguf", "load_hf", "save_hf"]
 
 _LAZY = {
+    "CheckpointError": "blockspec.convert.hf_weights",
     "load_hf": "blockspec.convert.hf_weights",
     "save_hf": "blockspec.convert.hf_weights",
     "load_gguf": "blockspec.convert.gguf",
