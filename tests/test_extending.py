@@ -1,0 +1,91 @@
+"""A third-party mixer, defined the way docs/extending.md shows, builds and trains in an lm."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+import blockspec
+from blockspec import LinearConfig, MixerConfig, register_module
+from blockspec.build import new_parameter, parameter_spec
+from blockspec.layers.initialization.config import NormalInitializationConfig
+from blockspec.layers.linear.module import Linear
+
+
+class ShortConvolutionConfig(MixerConfig, type_name="test_short_convolution"):
+    """A causal depthwise convolution over the sequence, then a linear output."""
+
+    kernel_size: int = Field(4, gt=0)
+    """Number of tokens each output sees, the current one included."""
+    output: LinearConfig = LinearConfig()
+    """Projection back to the hidden size."""
+
+    def num_parameters(self, *, hidden_size: int) -> int:
+        bias = hidden_size if self.output.bias else 0
+        return hidden_size * self.kernel_size + hidden_size * hidden_size + bias
+
+
+@register_module(ShortConvolutionConfig)
+class ShortConvolution(nn.Module):
+    def __init__(self, config, *, hidden_size, layer_index=0, num_layers=1, lr_scale=1.0, peft=None):
+        super().__init__()
+        self.kernel_size = config.kernel_size
+        self.kernel = new_parameter(
+            (hidden_size, config.kernel_size),
+            initialization=NormalInitializationConfig(std=0.02),
+            lr_scale=lr_scale,
+            weight_decay=True,
+        )
+        self.output = Linear(config.output, hidden_size, hidden_size, lr_scale=lr_scale, peft=peft, num_layers=num_layers)
+
+    def forward(self, x, *, positions, cache=None):
+        padded = nn.functional.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
+        mixed = nn.functional.conv1d(padded, self.kernel.unsqueeze(1), groups=x.shape[-1])
+        return self.output(mixed.transpose(1, 2))
+
+
+CONFIG = """
+type: lm
+hidden_size: 32
+embeddings: {vocab_size: 50}
+transformer:
+  num_layers: 4
+  lr_scale: 0.5
+  blocks:
+    conv: {mixer: {type: test_short_convolution, kernel_size: 3}, mlp: {intermediate_size: 64}}
+    attention: {mixer: {type: attention, heads: 4}, mlp: {intermediate_size: 64}}
+  pattern: [conv, conv, conv, attention]
+"""
+
+
+def test_plugin_mixer_builds_in_pattern():
+    config = blockspec.load_config(CONFIG)
+    model = config.build(seed=0)
+    layers = list(model.transformer.layers)
+    assert [type(layer.mixer).__name__ for layer in layers] == ["ShortConvolution"] * 3 + ["Attention"]
+    assert sum(parameter.numel() for parameter in model.parameters()) == config.num_parameters()
+
+
+def test_plugin_mixer_trains_and_is_causal():
+    model = blockspec.load_config(CONFIG).build(seed=0)
+    input_ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(0))
+    output = model(input_ids, labels=input_ids)
+    output.loss.backward()
+    kernel = model.transformer.layers[0].mixer.kernel
+    assert kernel.grad is not None
+    assert parameter_spec(kernel).lr_scale == 0.5
+
+    changed = input_ids.clone()
+    changed[:, 5] = (changed[:, 5] + 1) % 50
+    with torch.no_grad():
+        before = model(input_ids).logits
+        after = model(changed).logits
+    torch.testing.assert_close(before[:, :5], after[:, :5])
+    assert not torch.allclose(before[:, 5], after[:, 5])
+
+
+def test_plugin_mixer_round_trips():
+    config = blockspec.load_config(CONFIG)
+    assert blockspec.load_config(config.to_yaml()) == config
+    assert config.to_dict()["transformer"]["blocks"]["conv"]["mixer"] == {"type": "test_short_convolution", "kernel_size": 3}
