@@ -10,7 +10,6 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from blockspec import (
     FillInitializationConfig,
-    LayerNormConfig,
     NoNormalizationConfig,
     NormalizationConfig,
     OnesInitializationConfig,
