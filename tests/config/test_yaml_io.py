@@ -3,6 +3,7 @@ import pathlib
 import time
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -483,18 +484,26 @@ def test_dump_quotes_ambiguous_strings(value):
     assert_same(load_yaml(text).data, {"k": value})
 
 
-@pytest.mark.parametrize("value", ["yes", "on", "off", "True", "1_000", "0b1", "1:30", "hello"])
+@pytest.mark.parametrize("value", ["1_000", "0b1", "1:30", "hello"])
 def test_dump_leaves_plain_strings_unquoted(value):
     assert dump_yaml({"k": value}) == f"k: {value}\n"
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "off", "True", "N"])
+def test_dump_quotes_yaml_11_booleans_for_other_readers(value):
+    text = dump_yaml({value: value})
+    assert text == f"'{value}': '{value}'\n"
+    assert yaml.safe_load(text) == {value: value}
 
 
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (1e-05, "1e-05"),
+        (1e-05, "1.0e-05"),
         (0.1, "0.1"),
         (2.0, "2.0"),
-        (1e16, "1e+16"),
+        (1e16, "1.0e+16"),
+        (-2.5e-300, "-2.5e-300"),
         (math.inf, ".inf"),
         (-math.inf, "-.inf"),
         (math.nan, ".nan"),
@@ -565,3 +574,16 @@ def test_round_trip_file(tmp_path):
     path = pathlib.Path(tmp_path) / "round.yaml"
     path.write_text(dump_yaml(data))
     assert_same(load_yaml(path).data, data)
+
+
+def test_load_existing_path_without_yaml_suffix(tmp_path):
+    path = tmp_path / "model.cfg"
+    path.write_text("a: 1\n")
+    loaded = load_yaml(str(path))
+    assert loaded.data == {"a": 1}
+    assert loaded.source == str(path)
+
+
+def test_load_directory_is_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=f"failed to read YAML file {tmp_path}"):
+        load_yaml(str(tmp_path))

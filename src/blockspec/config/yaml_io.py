@@ -114,8 +114,9 @@ class LoadedYaml:
 def load_yaml(source: str | os.PathLike, *, max_nodes: int = 1_000_000) -> LoadedYaml:
     """Load one YAML document as plain data, raising ConfigError for anything invalid.
 
-    A str that contains a newline or does not end in `.yaml`/`.yml` (in any case) is YAML text. Any other
-    str, and any os.PathLike, is a file path. `max_nodes` limits the number of values in the
+    A str that contains a newline is YAML text. A str that ends in `.yaml`/`.yml` (in any
+    case) or names an existing file or folder, and any os.PathLike, is a path. Any other
+    str is YAML text. `max_nodes` limits the number of values in the
     document after every alias is expanded.
     """
     text, name = _read_source(source)
@@ -167,7 +168,11 @@ def _read_source(source: str | os.PathLike) -> tuple[str | bytes, str]:
 
 
 def _is_yaml_text(text: str) -> bool:
-    return "\n" in text or not text.lower().endswith((".yaml", ".yml"))
+    if "\n" in text:
+        return True
+    if text.lower().endswith((".yaml", ".yml")):
+        return False
+    return not os.path.exists(text)
 
 
 def _load_text(text: str | bytes, source: str, max_nodes: int) -> LoadedYaml:
@@ -492,8 +497,17 @@ class _Representer(BaseRepresenter):
 _UNICODE_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
 
 
+# YAML 1.1 readers (PyYAML's safe_load among them) take these words for booleans, so
+# they are quoted to keep the output portable although load_yaml reads them as strings.
+_YAML_11_BOOLEAN_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false"}
+
+
 def _represent_str(representer: _Representer, data: str) -> Node:
-    style = '"' if any(char in data for char in _UNICODE_LINE_BREAKS) else None
+    style = None
+    if any(char in data for char in _UNICODE_LINE_BREAKS):
+        style = '"'
+    elif data.lower() in _YAML_11_BOOLEAN_WORDS:
+        style = "'"
     return representer.represent_scalar(_STR_TAG, data, style=style)
 
 
@@ -511,9 +525,12 @@ def _represent_float(representer: _Representer, data: float) -> Node:
     elif math.isinf(data):
         text = ".inf" if data > 0 else "-.inf"
     else:
-        # repr is the shortest text that parses back to the same float, and every form it
-        # produces ("1e-05", "2.0", "1.5e+16") matches _FLOAT_RE.
+        # repr is the shortest text that parses back to the same float. A dot is added to
+        # exponent forms ("1e-05" -> "1.0e-05") so YAML 1.1 readers also see a float.
         text = repr(data)
+        mantissa, exponent_mark, exponent = text.partition("e")
+        if exponent_mark and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
     return representer.represent_scalar(_FLOAT_TAG, text)
 
 
