@@ -522,3 +522,45 @@ def test_export_max_position_embeddings():
     assert config_to_hf(llama3)["max_position_embeddings"] == 8192 * 8
     assert config_to_hf(config_from_hf(_tiny("llama")))["max_position_embeddings"] == 2048
     assert config_to_hf(config_from_hf(_tiny("llama")), max_position_embeddings=4096)["max_position_embeddings"] == 4096
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+# Shipped examples that no supported model type can express, with a field that shows why.
+UNEXPORTABLE_EXAMPLES = {
+    # Its global layers use another rotary theta than its local ones; one config.json has one theta.
+    "hybrid-sliding-window.yaml": "rotary.theta",
+}
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES_DIR.glob("*.yaml")))
+def test_export_every_yaml_example(name):
+    config = blockspec.load_config(EXAMPLES_DIR / name)
+
+    if name in UNEXPORTABLE_EXAMPLES:
+        with pytest.raises(ConfigError, match=UNEXPORTABLE_EXAMPLES[name]):
+            config_to_hf(config)
+        return
+    exported = config_to_hf(config)
+
+    hf = _transformers_config(json.loads(json.dumps(exported)))
+    assert hf.model_type == exported["model_type"]
+    assert config_from_hf(exported) == config_from_hf(config_to_hf(config_from_hf(exported)))
+    assert _transformers_parameter_count(exported) == config.num_parameters()
+
+
+def test_export_unset_head_fields_compare_as_derived():
+    config = blockspec.load_config(EXAMPLES_DIR / "gpt2-small.yaml")
+    mixer = config.transformer.layer_configs()[0].mixer
+    assert (mixer.head_groups, mixer.head_size) == (None, None)
+
+    exported = config_to_hf(config)
+
+    assert exported["n_head"] == 12
+    assert exported["n_embd"] == 768
+
+
+def test_export_explicit_head_size_must_still_match():
+    config = config_from_hf(_tiny("gpt2")).with_overrides({"transformer.block.mixer.head_size": 16})
+
+    with pytest.raises(ConfigError, match=r"mixer.head_size: has no equivalent in a 'gpt2' config.json \(export would give 8\)"):
+        config_to_hf(config)

@@ -382,8 +382,36 @@ def architecture(config: ModelConfig) -> dict[str, Any]:
     different ways compare equal.
     """
     data = config.to_dict(resolved=True)
-    data["transformer"] = {"layers": [layer.to_dict(resolved=True) for layer in config.transformer.layer_configs()]}
+    layers = []
+    for layer in config.transformer.layer_configs():
+        layer_data = layer.to_dict(resolved=True)
+        _fill_effective_values(layer_data, layer.resolved, config.hidden_size)
+        layers.append(layer_data)
+    data["transformer"] = {"layers": layers}
     return _strip(data)
+
+
+def _fill_effective_values(layer_data: dict[str, Any], layer: Any, hidden_size: int) -> None:
+    """Replace the unset fields of a layer that the build derives with the values it derives.
+
+    An unset `head_groups` builds the same network as `head_groups: heads`, so both must
+    compare equal. The same holds for `head_size` (hidden_size // heads), `softmax_scale`
+    (head_size ** -0.5) and a shared expert size of None (0, no shared expert).
+    """
+    mixer, mixer_data = layer.mixer, layer_data.get("mixer")
+    if isinstance(mixer_data, dict) and hasattr(mixer, "kv_heads") and hasattr(mixer, "head_size_for"):
+        mixer_data["head_groups"] = mixer.kv_heads
+        try:
+            head_size = mixer.head_size_for(hidden_size)
+        except ValueError:
+            head_size = None  # the build rejects this config; leave the field for the error to name
+        if head_size is not None:
+            mixer_data["head_size"] = head_size
+            if mixer_data.get("softmax_scale") is None:
+                mixer_data["softmax_scale"] = head_size**-0.5
+    mlp_data = layer_data.get("mlp")
+    if isinstance(mlp_data, dict) and "shared_expert_intermediate_size" in mlp_data:
+        mlp_data["shared_expert_intermediate_size"] = mlp_data["shared_expert_intermediate_size"] or 0
 
 
 def _strip(value: Any) -> Any:
