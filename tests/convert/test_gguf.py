@@ -180,7 +180,7 @@ transformer:
 head:
   normalization: {{type: rms_norm, epsilon: 1.0e-5}}
 """
-    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_export"):
+    with caplog.at_level(logging.WARNING, logger="blockspec.convert.gguf"):
         config, model = load_gguf(path, yaml, progress=False)
     with torch.no_grad():
         difference = (model(_inputs()).logits - reference(_inputs()).logits).abs().max().item()
@@ -188,6 +188,7 @@ head:
     assert config.transformer.block.normalization.epsilon == 1e-6
     assert 0 < difference <= 1e-2  # the given epsilon is used, so the logits move a little
     assert "transformer.layers[0].normalization.epsilon: config 1e-06, file 1e-05" in caplog.text
+    assert {record.name for record in caplog.records} == {"blockspec.convert.gguf"}
 
 
 def test_load_into_wrong_shape_rejected(tmp_path):

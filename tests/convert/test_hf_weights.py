@@ -179,8 +179,9 @@ def test_load_fused_expert_names(model_type, tmp_path):
         assert (model(input_ids).logits - reference(input_ids).logits).abs().max().item() <= 1e-4
 
 
-def test_load_dtype(checkpoints):
-    _, model = load_hf(checkpoints["llama"][0], dtype=torch.bfloat16, progress=False)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, "bfloat16"])
+def test_load_dtype(checkpoints, dtype):
+    _, model = load_hf(checkpoints["llama"][0], dtype=dtype, progress=False)
 
     assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
     assert not any(parameter.is_meta for parameter in model.parameters())
@@ -341,10 +342,11 @@ def test_load_into_different_config_warns(checkpoints, caplog):
     directory, _ = checkpoints["llama"]
     config = config_from_hf(directory).with_overrides({"transformer.block.normalization.epsilon": 1e-3})
 
-    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_export"):
+    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_weights"):
         load_hf(directory, config, progress=False)
 
     assert "config.json: transformer.layers[0].normalization.epsilon: config 0.001, file 1e-06" in caplog.text
+    assert [record.name for record in caplog.records] == ["blockspec.convert.hf_weights"]
 
 
 def test_load_allocates_parameters_one_tensor_at_a_time(checkpoints):
@@ -366,3 +368,23 @@ def test_load_allocates_parameters_one_tensor_at_a_time(checkpoints):
     # Before the k-th tensor is read, only the k - 1 parameters already filled have storage.
     assert allocated_at_read == list(range(len(allocated_at_read)))
     assert not any(parameter.is_meta for parameter in model.parameters())
+
+
+def test_load_unknown_dtype_name_rejected(checkpoints):
+    with pytest.raises(ValueError, match=r"unknown dtype 'bfloat15'"):
+        load_hf(checkpoints["llama"][0], dtype="bfloat15", progress=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, "bfloat16"])
+def test_save_dtype(checkpoints, tmp_path, dtype):
+    from safetensors import safe_open
+
+    _, model = load_hf(checkpoints["llama"][0], progress=False)
+
+    save_hf(model, tmp_path / "saved", dtype=dtype)
+
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    with safe_open(str(tmp_path / "saved" / "model.safetensors"), framework="pt") as file:
+        dtypes = {file.get_tensor(name).dtype for name in file.keys()}  # noqa: SIM118 (a safetensors handle is not iterable)
+    assert config["dtype"] == "bfloat16"
+    assert dtypes == {torch.bfloat16}

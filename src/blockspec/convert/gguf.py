@@ -8,6 +8,7 @@ Hugging Face Llama and blockspec.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..build import _as_dtype
 from ..config import ConfigError, ConfigIssue
 from ..layers.families import ModelConfig
 from ..loading import load_config
@@ -24,6 +26,8 @@ from .hf_names import TensorPart, TensorRecipe
 from .hf_weights import TensorReader, load_tensors
 
 __all__ = ["gguf_to_hf_config", "load_gguf"]
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -165,7 +169,7 @@ def load_gguf(
     path: str | os.PathLike[str],
     config: ModelConfig | str | os.PathLike[str] | None = None,
     *,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> tuple[ModelConfig, nn.Module]:
@@ -186,10 +190,10 @@ def load_gguf(
         config = file_config
     else:
         config = config if isinstance(config, ModelConfig) else load_config(config)
-        warn_about_differences(config, file_config, path)
+        warn_about_differences(config, file_config, path, log=logger)
 
     attention = config.transformer.layer_configs()[0].mixer
     tensors = GGUFTensorReader(reader, heads=attention.heads, kv_heads=attention.kv_heads)
     model = config.build(device="meta")
-    load_tensors(model, tensors, gguf_tensor_recipes(config.resolved), dtype=dtype, device=device, progress=progress, source=str(path))
+    load_tensors(model, tensors, gguf_tensor_recipes(config.resolved), dtype=_as_dtype(dtype), device=device, progress=progress, source=str(path))
     return config, model

@@ -446,14 +446,18 @@ def _check_round_trip(config: ModelConfig, hf: dict[str, Any], model_type: str) 
         raise ConfigError(_collapse_layers(issues))
 
 
-def warn_about_differences(config: ModelConfig, file_config: ModelConfig, path: Any) -> None:
-    """Log a warning listing the fields of `config` that differ from `file_config`, read from `path`."""
+def warn_about_differences(config: ModelConfig, file_config: ModelConfig, path: Any, *, log: logging.Logger | None = None) -> None:
+    """Log a warning listing the fields of `config` that differ from `file_config`, read from `path`.
+
+    `log` is the logger of the function the user called (default: this module's), so the
+    warning can be filtered under that module's name.
+    """
     configured, described = _flatten(architecture(config)), _flatten(architecture(file_config))
     # The first layer stands for all of them, so a difference is listed once.
     keys = [key for key in sorted(set(configured) | set(described)) if not key.startswith("transformer.layers[") or key.startswith("transformer.layers[0]")]
     differences = [f"{key}: config {configured.get(key)!r}, file {described.get(key)!r}" for key in keys if configured.get(key) != described.get(key)]
     if differences:
-        logger.warning("the given config differs from %s: %s", Path(path).name, "; ".join(differences))
+        (log or logger).warning("the given config differs from %s: %s", Path(path).name, "; ".join(differences))
 
 
 _MISSING = object()

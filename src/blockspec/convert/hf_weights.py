@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..build import parameter_spec
+from ..build import _as_dtype, parameter_spec
 from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_config import config_from_hf, read_hf_config
@@ -28,6 +29,8 @@ from .hf_export import config_to_hf, warn_about_differences
 from .hf_names import TensorRecipe, hf_tensor_recipes
 
 __all__ = ["CheckpointError", "TensorReader", "load_hf", "load_tensors", "save_hf"]
+
+logger = logging.getLogger(__name__)
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -95,7 +98,7 @@ def load_hf(
     path: str | os.PathLike[str],
     config: ModelConfig | str | os.PathLike[str] | None = None,
     *,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     ignore_keys: tuple[str, ...] | list[str] = (),
@@ -104,8 +107,9 @@ def load_hf(
 
     Returns `(config, model)`. The config is imported from config.json unless `config` (a
     ModelConfig, or a YAML file or text) is given, for example to add LoRA adapters. A
-    given config's fields that differ from config.json are logged as a warning. `dtype`
-    applies to every floating-point parameter (None means float32), `progress=False` hides
+    given config's fields that differ from config.json are logged as a warning. `dtype`, a
+    torch dtype or its name ("bfloat16"), applies to every floating-point parameter (None
+    means float32), `progress=False` hides
     the progress bar, and `ignore_keys` is passed to `config_from_hf`. Raises
     `CheckpointError` listing every missing, unexpected or misshapen tensor before any
     weight is loaded.
@@ -116,14 +120,14 @@ def load_hf(
         config = file_config
     else:
         config = config if isinstance(config, ModelConfig) else load_config(config)
-        warn_about_differences(config, file_config, Path(path) / "config.json")
+        warn_about_differences(config, file_config, Path(path) / "config.json", log=logger)
 
     reader = SafetensorsReader(path)
     fused = any(name.endswith((".experts.gate_up_proj", ".experts.down_proj")) for name in reader.names())
     recipes = hf_tensor_recipes(config.resolved, hf_config["model_type"], fused_experts=fused)
     recipes = _strip_prefix_if_needed(recipes, reader.names())
     model = config.build(device="meta")
-    load_tensors(model, reader, recipes, dtype=dtype, device=device, progress=progress, source=str(path))
+    load_tensors(model, reader, recipes, dtype=_as_dtype(dtype), device=device, progress=progress, source=str(path))
     return config, model
 
 
@@ -300,13 +304,14 @@ def save_hf(
     *,
     config: ModelConfig | None = None,
     model_type: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     extra_config: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` as a Hugging Face checkpoint: `config.json` and `model.safetensors`.
 
     `config` defaults to `model.config`; `model_type` defaults to the inferred one (see
-    `config_to_hf`); `dtype` converts floating-point tensors (None keeps them);
+    `config_to_hf`); `dtype`, a torch dtype or its name ("bfloat16"), converts
+    floating-point tensors (None keeps them);
     `extra_config` adds keys to config.json (token ids, max_position_embeddings). The
     files are written to a temporary directory next to `path` and moved in place only
     when both are complete, so a failure leaves `path` as it was. Returns `path`.
@@ -330,7 +335,7 @@ def save_hf(
     missing = sorted({part.name for recipe in recipes for part in recipe.parts} - set(parameters))
     if missing:
         raise CheckpointError(f"the model does not match its config: parameters {', '.join(missing)} are missing")
-    tensors = dict(_export_tensors(parameters, recipes, dtype))
+    tensors = dict(_export_tensors(parameters, recipes, _as_dtype(dtype)))
     first = next(iter(tensors.values()))
     hf_config.setdefault("dtype", str(first.dtype).removeprefix("torch."))
 
