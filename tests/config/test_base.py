@@ -231,7 +231,7 @@ def test_round_trip_float_exact():
 
 
 def test_strict_types_reject_yaml_11_booleans():
-    with pytest.raises(ConfigError, match=r"query\.bias \(<string>:1\): Input should be a valid boolean \[got 'yes'\]"):
+    with pytest.raises(ConfigError, match=r"query\.bias \(<string>:1\): Input should be a valid boolean; write true or false \[got 'yes'\]"):
         ToyAttentionConfig.from_yaml("query: {bias: yes}\n")
 
 

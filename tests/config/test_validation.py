@@ -41,7 +41,7 @@ def test_error_names_file_and_line(tmp_path):
 
 
 def test_error_cross_field_rule_names_values():
-    with pytest.raises(ConfigError, match=r"mixer: Value error, head_groups=3 must divide heads=8"):
+    with pytest.raises(ConfigError, match=r"named\.a\.mixer: head_groups=3 must divide heads=8"):
         ToyModelConfig.from_dict({"named": {"a": {"mixer": {"head_groups": 3}}}})
 
 

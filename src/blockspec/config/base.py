@@ -74,6 +74,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
     """Shortcut field name -> the child fields it expands into."""
 
     _defaults: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source: Any = PrivateAttr(default=None)
 
     def __init_subclass__(
         cls,
@@ -182,7 +183,21 @@ class Config(BaseModel, metaclass=_ConfigMeta):
             updates[name] = _resolve(value)
         copy = self.model_copy(update=updates)
         copy._defaults = dict(self._defaults)
+        copy._source = None
         return copy
+
+    def source_data(self) -> dict[str, Any] | None:
+        """Return the plain data this config was validated from, shortcuts included (None if built in Python)."""
+        return self._source
+
+    def __eq__(self, other: object) -> bool:
+        # Two configs are equal when they describe the same values and defaults; the data
+        # they happened to be loaded from (which may spell a shortcut) does not count.
+        if type(self) is not type(other):
+            return NotImplemented
+        return self.__dict__ == other.__dict__ and self._defaults == other._defaults
+
+    __hash__ = None  # type: ignore[assignment]  # configs hold lists, so they cannot be hashed
 
     def default_for(self, field_name: str) -> Any:
         """Return the parent-provided default of `field_name` (None when there is none)."""

@@ -1,35 +1,53 @@
-"""Dotted-key overrides (`transformer.block.mixer.heads=8`) applied to a validated config."""
+"""Dotted-key overrides (`transformer.block.mixer.heads=8`) applied to a validated config.
+
+Overrides edit the plain data the config was loaded from (or, for a config built in
+Python, its minimal dump) and validate the result again, so they mean exactly what the
+same edit of the YAML file would mean: shortcuts such as `init_std` can be overridden
+and still expand, and a new `type` can be set together with the new type's fields.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from .base import Config
+from .base import Config, _dumped_default, config_class_in
 from .errors import ConfigError, ConfigIssue, closest_match
 from .serialize import dump_config
+from .validation import _is_direct, _select
 
 ConfigT = TypeVar("ConfigT", bound=Config)
+
+_INDEX = re.compile(r"\[(\d+)\]")
 
 
 def apply_overrides(config: ConfigT, overrides: Mapping[str, Any]) -> ConfigT:
     """Return a validated copy of `config` with each dotted key set to its value.
 
-    Every key must name an existing field (or `type`, or an existing list index or dict
-    key) of the current config; string values are parsed as YAML scalars.
+    Keys name fields (`type` included), list indices (`overrides.0.layers` or
+    `overrides[0].layers`) and dict keys. String values are parsed as YAML scalars. Keys
+    are applied from the shallowest to the deepest, a `type` before its siblings, so
+    `{"peft.type": "lora", "peft.rank": 4}` works in one call.
     """
-    data = dump_config(config, full=False)
+    source = config.source_data()
+    data = copy.deepcopy(source) if source is not None else dump_config(config, full=False)
+    parts_by_key = {key: _split(key) for key in overrides}
+    ordered = sorted(overrides, key=lambda key: (len(parts_by_key[key]), parts_by_key[key][-1] != "type"))
     issues = []
-    for key, value in overrides.items():
+    for key in ordered:
         try:
-            _check_key(config, key)
+            data = _assign(type(config), data, parts_by_key[key], _parse_value(overrides[key]), key)
         except ConfigError as error:
             issues.extend(error.issues)
-            continue
-        data = _assign(data, config, key.split("."), _parse_value(value))
     if issues:
         raise ConfigError(issues)
     return type(config).from_dict(data)
+
+
+def _split(key: str) -> list[str]:
+    return _INDEX.sub(r".\1", key).split(".")
 
 
 def _parse_value(value: Any) -> Any:
@@ -40,67 +58,70 @@ def _parse_value(value: Any) -> Any:
     return load_yaml(value + "\n").data
 
 
-def _check_key(config: Config, key: str) -> None:
-    node: Any = config
-    walked: list[str] = []
-    parts = key.split(".")
-    for index, part in enumerate(parts):
-        is_last = index == len(parts) - 1
-        candidates = _children(node, allow_type=is_last)
-        if part not in candidates:
-            suggestion = closest_match(part, candidates)
-            hint = f" Did you mean {'.'.join([*walked, suggestion])!r}?" if suggestion else ""
-            valid = ", ".join(candidates) or "(none)"
-            raise ConfigError(
-                ConfigIssue(key, f"override key does not exist: no {part!r} at {'.'.join(walked) or 'the top level'}.{hint} Valid keys there: {valid}")
-            )
-        walked.append(part)
-        if not is_last:
-            node = _child(node, part)
+def _assign(root: type[Config], data: Any, parts: list[str], value: Any, key: str) -> Any:
+    """Return a copy of `data` (plain data of class `root`) with `parts` set to `value`."""
+    return _assign_in(_select(root, data), data, parts, value, key, walked=[])
 
 
-def _children(node: Any, *, allow_type: bool) -> list[str]:
-    if isinstance(node, Config):
-        names = [name for name in type(node).model_fields if name not in type(node).shortcuts]
-        if allow_type and node.type_name is not None:
-            names.insert(0, "type")
-        return names
-    if isinstance(node, Mapping):
-        return [str(key) for key in node]
-    if isinstance(node, (list, tuple)):
-        return [str(index) for index in range(len(node))]
-    return []
-
-
-def _child(node: Any, part: str) -> Any:
-    if isinstance(node, Config):
-        return getattr(node, part)
-    if isinstance(node, Mapping):
-        return node[part]
-    return node[int(part)]
-
-
-def _assign(data: Any, node: Any, parts: list[str], value: Any) -> Any:
-    """Return a copy of the dumped `data` of `node` with `parts` set to `value`."""
+def _assign_in(config_class: type[Config] | None, node: Any, parts: list[str], value: Any, key: str, walked: list[str]) -> Any:
     part, rest = parts[0], parts[1:]
-    if isinstance(data, list):
-        data = list(data)
-        index = int(part)
-        data[index] = value if not rest else _assign(data[index], _child(node, part), rest, value)
-        return data
-    data = dict(data)
+    if config_class is not None:
+        return _assign_field(config_class, node, part, rest, value, key, walked)
+    if isinstance(node, Mapping):
+        # A plain mapping field (such as an override's `set`) takes any key.
+        child = node.get(part)
+        updated = value if not rest else _assign_in(None, child, rest, value, key, [*walked, part])
+        return {**node, part: updated}
+    raise _unknown(key, part, walked, [])
+
+
+def _assign_field(config_class: type[Config], node: Any, part: str, rest: list[str], value: Any, key: str, walked: list[str]) -> Any:
+    node = dict(node) if isinstance(node, Mapping) else {}
+    candidates = list(config_class.model_fields)
+    if config_class.family is not None:
+        candidates.insert(0, "type")
+    if part not in candidates or (part == "type" and rest):
+        raise _unknown(key, part, walked, candidates)
     if not rest:
-        data[part] = value
-        return data
-    child = _child(node, part)
-    current = data.get(part)
-    if current is None:
-        current = dump_config(child, full=False) if isinstance(child, Config) else _plain(child)
-    data[part] = _assign(current, child, rest, value)
-    return data
+        node[part] = value
+        return node
+
+    annotation = config_class.model_fields[part].annotation
+    child_class = config_class_in(annotation)
+    child = node.get(part)
+    if child is None:
+        child = _dumped_default(config_class, part)
+    if child_class is not None and not _is_direct(annotation):
+        node[part] = _assign_item(child_class, child, rest, value, key, [*walked, part])
+    elif child_class is not None:
+        node[part] = _assign_in(_select(child_class, child if child is not None else {}), child, rest, value, key, [*walked, part])
+    else:
+        node[part] = _assign_in(None, child, rest, value, key, [*walked, part])
+    return node
 
 
-def _plain(value: Any) -> Any:
-    from .serialize import dump_value
+def _assign_item(item_class: type[Config], items: Any, parts: list[str], value: Any, key: str, walked: list[str]) -> Any:
+    """Assign inside one item of a list or dict of configs; a new dict key may be added as a whole."""
+    index, rest = parts[0], parts[1:]
+    if isinstance(items, list):
+        candidates = [str(position) for position in range(len(items))]
+        if index not in candidates:
+            raise _unknown(key, index, walked, candidates)
+        position = int(index)
+        updated = value if not rest else _assign_in(_select(item_class, items[position]), items[position], rest, value, key, [*walked, index])
+        return [*items[:position], updated, *items[position + 1 :]]
+    items = dict(items) if isinstance(items, Mapping) else {}
+    if index not in items and rest:
+        raise _unknown(key, index, walked, list(items))
+    updated = value if not rest else _assign_in(_select(item_class, items[index]), items[index], rest, value, key, [*walked, index])
+    items[index] = updated
+    return items
 
-    return dump_value(value, full=False)
+
+def _unknown(key: str, part: str, walked: list[str], candidates: list[str]) -> ConfigError:
+    suggestion = closest_match(part, candidates)
+    hint = f" Did you mean {'.'.join([*walked, suggestion])!r}?" if suggestion else ""
+    valid = ", ".join(candidates) or "(none)"
+    where = ".".join(walked) or "the top level"
+    message = f"override key does not exist: no {part!r} at {where}.{hint} Valid keys there: {valid}"
+    return ConfigError(ConfigIssue(key, message))

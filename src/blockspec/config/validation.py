@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -15,20 +16,33 @@ ConfigT = TypeVar("ConfigT", bound=Config)
 
 # Pydantic error types whose `input` is the whole parent node rather than an offending value.
 _NO_INPUT_TYPES = {"missing"}
+_BOOL_ERRORS = {"bool_type", "bool_parsing"}
 
 
 def validate(cls: type[ConfigT], data: Any, *, source: Any = None) -> ConfigT:
     """Validate `data` as `cls`; `source` is the LoadedYaml it came from, if any."""
     if not isinstance(data, Mapping):
         name = getattr(source, "source", None)
-        raise ConfigError(
-            ConfigIssue(path="", message=f"a config must be a mapping of field names to values, not {type(data).__name__}", value=data),
-            source=name,
-        )
+        message = f"a config must be a mapping of field names to values, not {type(data).__name__}"
+        if isinstance(data, str) and name == "<string>":
+            message += "; if this is a file path, no such file exists"
+        raise ConfigError(ConfigIssue(path="", message=message, value=data), source=name)
     try:
-        return cls.model_validate(data)
+        config = cls.model_validate(data)
     except ValidationError as error:
         raise config_error(cls, data, error, source) from None
+    if _is_plain(data):
+        config._source = copy.deepcopy(dict(data))
+    return config
+
+
+def _is_plain(value: Any) -> bool:
+    """True for data made only of dicts, lists, strings, numbers, booleans and None."""
+    if isinstance(value, Mapping):
+        return all(isinstance(key, (str, int)) and _is_plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_is_plain(item) for item in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def config_error(cls: type[Config], data: Any, error: ValidationError, source: Any = None) -> ConfigError:
@@ -60,7 +74,12 @@ def _message(cls: type[Config], data: Any, detail: Mapping[str, Any]) -> str:
         return "unknown key"
     if error_type == "missing":
         return "Field required; add it to the config"
-    return detail["msg"] or error_type
+    message = detail["msg"] or error_type
+    if error_type == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif error_type in _BOOL_ERRORS:
+        message += "; write true or false"
+    return message
 
 
 def _describe(config_class: type[Config]) -> str:
