@@ -9,6 +9,7 @@ from torch import nn
 import blockspec
 from blockspec import LinearConfig, MixerConfig, register_module
 from blockspec.build import new_parameter, parameter_spec
+from blockspec.generation import mixers_without_kv_cache
 from blockspec.layers.initialization.config import NormalInitializationConfig
 from blockspec.layers.linear.module import Linear
 
@@ -89,3 +90,28 @@ def test_plugin_mixer_round_trips():
     config = blockspec.load_config(CONFIG)
     assert blockspec.load_config(config.to_yaml()) == config
     assert config.to_dict()["transformer"]["blocks"]["conv"]["mixer"] == {"type": "test_short_convolution", "kernel_size": 3}
+
+
+def test_plugin_mixer_generates_like_full_forwards(caplog):
+    model = blockspec.load_config(CONFIG).build(seed=0).eval()
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    input_ids = torch.randint(0, 50, (2, 4), generator=torch.Generator().manual_seed(1))
+    expected = input_ids
+    with torch.no_grad():
+        for _ in range(10):
+            next_tokens = model(expected).logits[:, -1].argmax(dim=-1)
+            expected = torch.cat((expected, next_tokens[:, None]), dim=1)
+    lengths = []
+    model.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+
+    with caplog.at_level("WARNING", logger="blockspec.generation"):
+        actual = blockspec.generate(model, input_ids, max_new_tokens=10, temperature=0)
+
+    assert torch.equal(actual, expected)
+    assert lengths == list(range(4, 14))  # the whole sequence at every step
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "ShortConvolution" in caplog.records[0].getMessage()
+    assert mixers_without_kv_cache(model) == ["ShortConvolution"]

@@ -10,7 +10,7 @@ from torch import nn
 
 from blockspec import AttentionConfig, load_config
 from blockspec.build import materialize
-from blockspec.generation import KVCache, LayerKVCache, _keep_top_k, _keep_top_p, generate
+from blockspec.generation import KVCache, LayerKVCache, _keep_top_k, _keep_top_p, generate, mixers_without_kv_cache
 from blockspec.layers.attention.module import Attention
 
 VOCAB_SIZE = 50
@@ -74,6 +74,23 @@ def prompts(batch: int = 2, length: int = 5, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
+def record_input_lengths(model: nn.Module) -> list[int]:
+    """Return a list that receives the sequence length of the input_ids of every later forward of `model`."""
+    lengths: list[int] = []
+
+    def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        lengths.append(args[0].shape[1])
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    return lengths
+
+
+class CachelessAttention(Attention):
+    """Attention that declares no KV-cache support, standing in for a mixer that ignores the cache."""
+
+    supports_kv_cache = False
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_generate_greedy_matches_full_forwards(name):
     model = TinyModel(MODELS[name]).eval()
@@ -85,6 +102,34 @@ def test_generate_greedy_matches_full_forwards(name):
     assert actual.shape == (2, 17)
     assert torch.equal(actual[:, :5], input_ids)
     assert torch.equal(actual, expected)
+
+
+def test_generate_attention_model_uses_cache(caplog):
+    model = TinyModel(MODELS["mixed_window_soft_cap"]).eval()
+    lengths = record_input_lengths(model)
+
+    with caplog.at_level("WARNING", logger="blockspec.generation"):
+        generate(model, prompts(), max_new_tokens=6, temperature=0)
+
+    assert mixers_without_kv_cache(model) == []
+    assert lengths == [5, 1, 1, 1, 1, 1]
+    assert caplog.records == []
+
+
+def test_generate_without_cache_for_undeclared_mixer(caplog):
+    model = TinyModel(MODELS["full"]).eval()
+    model.layers[1].__class__ = CachelessAttention
+    lengths = record_input_lengths(model)
+    input_ids = prompts()
+
+    with caplog.at_level("WARNING", logger="blockspec.generation"):
+        actual = generate(model, input_ids, max_new_tokens=6, temperature=0)
+
+    assert mixers_without_kv_cache(model) == ["CachelessAttention"]
+    assert lengths == [5, 6, 7, 8, 9, 10]
+    assert torch.equal(actual, greedy_without_cache(model, input_ids, 6))
+    assert len(caplog.records) == 1
+    assert "CachelessAttention" in caplog.records[0].getMessage()
 
 
 def test_generate_window_crosses_boundary_with_short_prompt():
@@ -335,6 +380,15 @@ def test_generate_lm_greedy_matches_full_forwards(tmp_path):
 
     assert actual.shape == (2, 15)
     assert torch.equal(actual, greedy_without_cache(model, input_ids, 12))
+
+
+def test_generate_lm_uses_cache(tmp_path):
+    model = build_lm(tmp_path)
+    lengths = record_input_lengths(model)
+
+    generate(model, torch.zeros(1, 3, dtype=torch.long), max_new_tokens=4, temperature=0)
+
+    assert lengths == [3, 1, 1, 1]
 
 
 def test_generate_lm_cache_has_every_layer(tmp_path):

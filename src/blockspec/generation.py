@@ -3,16 +3,25 @@
 A model used here follows the language model contract: `model(input_ids, cache=cache)`
 returns an object with `logits` (batch, seq, vocab) and reads the positions of the new
 tokens from `cache.length`.
+
+The cache is used only when every mixer of the model declares `supports_kv_cache = True`
+on its class. A mixer is a module whose class is registered with `register_module` for a
+`MixerConfig` subclass (or a subclass of such a class). A mixer without the attribute
+would see only the newest token when decoding with a cache, so for such models every step
+runs the whole sequence through the model instead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["KVCache", "LayerKVCache", "generate"]
+__all__ = ["KVCache", "LayerKVCache", "generate", "mixers_without_kv_cache"]
+
+logger = logging.getLogger(__name__)
 
 
 class LayerKVCache:
@@ -156,6 +165,11 @@ def generate(
     has between prompt and prompt + max_new_tokens columns. Every prompt of the batch has
     the same length (there is no padding mask). The model runs in eval mode and its mode is
     restored afterwards.
+
+    Decoding uses a `KVCache` when every mixer of the model declares `supports_kv_cache`.
+    Otherwise it logs a warning naming the mixer classes without it and runs the whole
+    sequence through the model at every step, which gives the same tokens but costs
+    O(length) more compute per token.
     """
     _check_arguments(input_ids, max_new_tokens, temperature, top_k, top_p)
     eos_ids = _eos_tensor(eos_token_id, input_ids.device)
@@ -163,12 +177,38 @@ def generate(
     if seed is not None and temperature != 0:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
 
+    unsupported = mixers_without_kv_cache(model)
+    if unsupported:
+        logger.warning(
+            "generate runs without a KV cache, recomputing the whole sequence at every step, because these "
+            "mixers do not declare supports_kv_cache = True: %s",
+            ", ".join(unsupported),
+        )
+
     was_training = model.training
     model.eval()
     try:
-        return _generate(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_ids, generator)
+        return _generate(model, input_ids, max_new_tokens, temperature, top_k, top_p, eos_ids, generator, use_cache=not unsupported)
     finally:
         model.train(was_training)
+
+
+def mixers_without_kv_cache(model: nn.Module) -> list[str]:
+    """Return the sorted class names of the mixers in `model` that do not set `supports_kv_cache = True`."""
+    mixer_classes = _registered_mixer_classes()
+    names = set()
+    for module in model.modules():
+        if isinstance(module, mixer_classes) and getattr(type(module), "supports_kv_cache", False) is not True:
+            names.add(type(module).__name__)
+    return sorted(names)
+
+
+def _registered_mixer_classes() -> tuple[type[nn.Module], ...]:
+    from .build import _import_modules, _modules
+    from .layers.families import MixerConfig
+
+    _import_modules()
+    return tuple(module_class for config_class, module_class in _modules.items() if issubclass(config_class, MixerConfig))
 
 
 def _generate(
@@ -180,8 +220,10 @@ def _generate(
     top_p: float | None,
     eos_ids: torch.Tensor | None,
     generator: torch.Generator | None,
+    *,
+    use_cache: bool,
 ) -> torch.Tensor:
-    cache = KVCache()
+    cache = KVCache() if use_cache else None
     sequences = input_ids
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     step_input = input_ids
@@ -195,7 +237,8 @@ def _generate(
         sequences = torch.cat((sequences, next_tokens[:, None]), dim=1)
         if eos_ids is not None and bool(finished.all()):
             break
-        step_input = next_tokens[:, None]
+        # Without a cache the model receives the whole sequence again at every step.
+        step_input = next_tokens[:, None] if use_cache else sequences
     return sequences
 
 

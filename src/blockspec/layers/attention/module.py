@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ class Attention(nn.Module):
 
     `layer_index` names this layer's entry in a `KVCache`, so it must be unique in the model.
     """
+
+    supports_kv_cache: ClassVar[bool] = True
+    """Whether decoding with a `KVCache` gives the same output as a full forward (see `blockspec.generate`)."""
 
     def __init__(
         self,
