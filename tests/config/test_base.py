@@ -269,3 +269,15 @@ def test_shortcut_leaves_optional_child_off():
 def test_shortcut_reaches_optional_child_when_set():
     config = _OptionalChildConfig.from_dict({"add_biases": True, "extra": {}})
     assert config.extra == ToyLinearConfig(bias=True)
+
+
+def test_shortcut_bad_value_reported_at_shortcut():
+    with pytest.raises(ConfigError) as raised:
+        ToyModelConfig.from_dict({"init_std": "abc", "blocks": [{}, {}]})
+    assert [issue.path for issue in raised.value.issues] == ["init_std"]
+    assert raised.value.issues[0].value == "abc"
+
+
+def test_config_rejects_infinite_float():
+    with pytest.raises(ConfigError, match=r"dropout \(<string>:1\): Input should be a finite number \[got inf\]"):
+        ToyBlockConfig.from_yaml("dropout: .inf\n")

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -54,6 +55,9 @@ class _ConfigMeta(type(BaseModel)):  # type: ignore[misc]
             raise config_error(cls, data, error) from None
 
 
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+
+
 class Config(BaseModel, metaclass=_ConfigMeta):
     """Base class of every blockspec config: strict, frozen, unknown keys rejected."""
 
@@ -61,6 +65,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         extra="forbid",
         frozen=True,
         strict=True,
+        allow_inf_nan=False,
         use_attribute_docstrings=True,
         validate_default=False,
         revalidate_instances="never",
@@ -133,6 +138,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
             value = data.pop(name, None)
             if value is None:
                 continue
+            value = _check_shortcut_value(cls, name, value)
             for path, transform in targets.items():
                 target_value = transform(value) if transform is not None else value
                 data = _set_where_unset(cls, data, path.split("."), target_value)
@@ -276,6 +282,22 @@ def relocate(error: ValidationError, prefix: tuple[str | int, ...]) -> Validatio
             }
         )
     return ValidationError.from_exception_data(error.title, line_errors)
+
+
+_shortcut_adapters: dict[tuple[type, str], TypeAdapter] = {}
+
+
+def _check_shortcut_value(owner: type[Config], name: str, value: Any) -> Any:
+    """Validate a shortcut's value against its own field, so a bad value is reported once, at the shortcut."""
+    key = (owner, name)
+    if key not in _shortcut_adapters:
+        field = owner.model_fields[name]
+        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        _shortcut_adapters[key] = TypeAdapter(annotation, config=_STRICT)
+    try:
+        return _shortcut_adapters[key].validate_python(value)
+    except ValidationError as error:
+        raise relocate(error, (name,)) from None
 
 
 def _with_defaults(child: Any, defaults: dict[str, Any]) -> Any:
