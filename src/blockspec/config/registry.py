@@ -47,8 +47,9 @@ class Family:
     def unknown_type_message(self, type_name: object, allowed: list[str]) -> str:
         names = ", ".join(sorted(allowed)) or "(none)"
         hint = did_you_mean(type_name, allowed) if isinstance(type_name, str) else ""
+        shown = repr(type_name) if len(repr(type_name)) <= 60 else repr(type_name)[:57] + "..."
         return (
-            f"unknown {self.name} type {type_name!r}; registered types: {names}.{hint} "
+            f"unknown {self.name} type {shown}; registered types: {names}.{hint} "
             f"New types are registered by subclassing the {self.base.__name__} class "
             f"or through the {PLUGIN_ENTRY_POINT_GROUP!r} entry point group."
         )
