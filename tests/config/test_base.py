@@ -281,3 +281,14 @@ def test_shortcut_bad_value_reported_at_shortcut():
 def test_config_rejects_infinite_float():
     with pytest.raises(ConfigError, match=r"dropout \(<string>:1\): Input should be a finite number \[got inf\]"):
         ToyBlockConfig.from_yaml("dropout: .inf\n")
+
+
+def test_family_unknown_type_names_failed_plugin(monkeypatch):
+    from blockspec.config import registry
+
+    monkeypatch.setattr(registry, "_failed_entry_points", {})
+    monkeypatch.setattr(registry, "_loaded_entry_points", set())
+    entry_point = _entry_point("broken_plugin", "no_such_module_for_blockspec_tests")
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [entry_point] if group == "blockspec.plugins" else [])
+    with pytest.raises(ConfigError, match=r"Plugin broken_plugin=no_such_module_for_blockspec_tests failed to load \(ModuleNotFoundError"):
+        ToyBlockConfig.from_dict({"mixer": {"type": "toy_from_broken_plugin"}})

@@ -18,6 +18,7 @@ PLUGIN_ENTRY_POINT_GROUP = "blockspec.plugins"
 
 _families: dict[str, Family] = {}
 _loaded_entry_points: set[str] = set()
+_failed_entry_points: dict[str, str] = {}
 
 
 @dataclass
@@ -48,11 +49,14 @@ class Family:
         names = ", ".join(sorted(allowed)) or "(none)"
         hint = did_you_mean(type_name, allowed) if isinstance(type_name, str) else ""
         shown = repr(type_name) if len(repr(type_name)) <= 60 else repr(type_name)[:57] + "..."
-        return (
+        message = (
             f"unknown {self.name} type {shown}; registered types: {names}.{hint} "
             f"New types are registered by subclassing the {self.base.__name__} class "
             f"or through the {PLUGIN_ENTRY_POINT_GROUP!r} entry point group."
         )
+        for key, reason in _failed_entry_points.items():
+            message += f" Plugin {key} failed to load ({reason}), so its types are missing."
+        return message
 
 
 def create_family(name: str, base: type[Config], default_type: str | None) -> Family:
@@ -81,5 +85,6 @@ def load_plugins() -> None:
         _loaded_entry_points.add(key)
         try:
             entry_point.load()
-        except Exception:
+        except Exception as error:
+            _failed_entry_points[key] = f"{type(error).__name__}: {error}"
             logger.exception("Failed to load blockspec plugin %s", key)
