@@ -211,3 +211,16 @@ def test_non_llama_architecture_rejected(tmp_path):
 
     with pytest.raises(ConfigError, match=r"general.architecture: unsupported GGUF architecture; blockspec reads llama \[got 'gpt2'\]"):
         load_gguf(path, progress=False)
+
+
+def test_not_a_gguf_file_names_file(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"not a gguf file at all")
+
+    with pytest.raises(CheckpointError, match=r"cannot read .*model.gguf as a GGUF file: GGUF magic invalid"):
+        load_gguf(path, progress=False)
+
+
+def test_missing_gguf_file_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"GGUF file not found"):
+        load_gguf(tmp_path / "absent.gguf", progress=False)

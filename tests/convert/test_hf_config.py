@@ -564,3 +564,99 @@ def test_export_explicit_head_size_must_still_match():
 
     with pytest.raises(ConfigError, match=r"mixer.head_size: has no equivalent in a 'gpt2' config.json \(export would give 8\)"):
         config_to_hf(config)
+
+
+# ---------------------------------------------------------------------- badly typed or invalid config.json
+
+
+@pytest.mark.parametrize(
+    ("model_type", "keys", "message"),
+    [
+        ("llama", {"num_hidden_layers": "3"}, r"num_hidden_layers: expected an integer, got a string; write the number without quotes \[got '3'\]"),
+        ("llama", {"num_hidden_layers": None}, r"num_hidden_layers: expected an integer, got null"),
+        ("llama", {"num_hidden_layers": 3.0}, r"num_hidden_layers: expected an integer, got a number"),
+        ("llama", {"num_hidden_layers": True}, r"num_hidden_layers: expected an integer, got a boolean"),
+        ("llama", {"num_hidden_layers": 0}, r"num_hidden_layers: must be a positive integer \[got 0\]"),
+        ("llama", {"num_attention_heads": 0}, r"num_attention_heads: must be a positive integer \[got 0\]"),
+        ("llama", {"rms_norm_eps": "abc"}, r"rms_norm_eps: expected a number, got a string"),
+        ("llama", {"rms_norm_eps": "1e-6"}, r"rms_norm_eps: expected a number, got a string"),
+        ("llama", {"tie_word_embeddings": 1}, r"tie_word_embeddings: expected a boolean, got an integer; write true or false"),
+        ("llama", {"hidden_act": 1}, r"hidden_act: expected a string, got an integer"),
+        ("llama", {"rope_parameters": "default"}, r"rope_parameters: expected an object or null, got a string"),
+        ("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": "2"}}, r"rope_parameters.factor: expected a number or null, got a string"),
+        ("qwen2", {"layer_types": "full_attention"}, r"layer_types: expected an array or null, got a string"),
+        ("gpt2", {"n_head": "4"}, r"n_head: expected an integer, got a string"),
+        ("gemma2", {"query_pre_attn_scalar": "8", "head_dim": 8}, r"query_pre_attn_scalar: expected a number, got a string"),
+    ],
+)
+def test_badly_typed_value_rejected(model_type, keys, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        config_from_hf({**_tiny(model_type), **keys})
+
+    assert len(error.value.issues) == 1
+
+
+def test_integer_accepted_as_number():
+    config = config_from_hf({**_tiny("llama"), "rms_norm_eps": 1, "rope_theta": 10000})
+
+    assert config.transformer.block.normalization.epsilon == 1.0
+    assert config.transformer.block.mixer.rotary.theta == 10000.0
+
+
+def test_badly_typed_file_names_file(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({**_tiny("llama"), "num_hidden_layers": "3"}))
+
+    with pytest.raises(ConfigError, match=r"in .*config.json \(model_type llama\): num_hidden_layers"):
+        config_from_hf(tmp_path)
+
+
+def test_truncated_json_names_file(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(_tiny("llama"))[:40])
+
+    with pytest.raises(ConfigError, match=r"in .*config.json: <root>: not valid JSON"):
+        config_from_hf(tmp_path)
+
+
+def test_json_array_rejected(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+
+    with pytest.raises(ConfigError, match=r"expected a JSON object, got array"):
+        config_from_hf(tmp_path)
+
+
+def test_validation_error_names_hf_key(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({**_tiny("llama"), "num_key_value_heads": 3}))
+
+    with pytest.raises(ConfigError) as error:
+        config_from_hf(tmp_path)
+
+    issue = error.value.issues[0]
+    assert issue.path == "num_key_value_heads"
+    assert "head_groups must divide heads=4" in issue.message
+    assert "blockspec field transformer.block.mixer.head_groups" in issue.message
+    assert str(tmp_path / "config.json") in str(error.value)
+
+
+def test_validation_error_uses_file_spelling():
+    with pytest.raises(ConfigError) as error:
+        config_from_hf({**_tiny("gpt2"), "n_inner": -1})
+
+    assert error.value.issues[0].path == "n_inner"
+
+
+def test_odd_head_dim_rejected_on_whole_head_rotary():
+    with pytest.raises(ConfigError) as error:
+        config_from_hf({**_tiny("llama"), "head_dim": 15})
+
+    assert [issue.path for issue in error.value.issues] == ["head_dim"]
+    assert "must be even" in error.value.issues[0].message
+    assert "fraction" not in str(error.value)
+
+
+def test_legacy_rope_type_reported_where_written():
+    data = {**_tiny("llama"), "rope_scaling": {"type": "dynamic", "factor": 2.0}}
+
+    with pytest.raises(ConfigError) as error:
+        config_from_hf(data)
+
+    assert [issue.path for issue in error.value.issues] == ["rope_scaling.type"]

@@ -388,3 +388,31 @@ def test_save_dtype(checkpoints, tmp_path, dtype):
         dtypes = {file.get_tensor(name).dtype for name in file.keys()}  # noqa: SIM118 (a safetensors handle is not iterable)
     assert config["dtype"] == "bfloat16"
     assert dtypes == {torch.bfloat16}
+
+
+def test_load_truncated_safetensors_names_file(checkpoints, tmp_path):
+    directory, _ = checkpoints["llama"]
+    (tmp_path / "config.json").write_bytes((directory / "config.json").read_bytes())
+    data = (directory / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(CheckpointError, match=r"cannot read .*model.safetensors: .*truncated"):
+        load_hf(tmp_path, progress=False)
+
+
+def test_load_invalid_shard_index_names_file(checkpoints, tmp_path):
+    directory, _ = checkpoints["llama"]
+    (tmp_path / "config.json").write_bytes((directory / "config.json").read_bytes())
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"a": ')
+
+    with pytest.raises(CheckpointError, match=r"model.safetensors.index.json is not valid JSON"):
+        load_hf(tmp_path, progress=False)
+
+
+def test_load_badly_typed_config_names_file(checkpoints, tmp_path):
+    directory, _ = checkpoints["llama"]
+    config = json.loads((directory / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "rms_norm_eps": "1e-6"}))
+
+    with pytest.raises(blockspec.ConfigError, match=r"config.json \(model_type llama\): rms_norm_eps: expected a number"):
+        load_hf(tmp_path, progress=False)

@@ -23,7 +23,7 @@ from ..loading import load_config
 from .hf_config import config_from_hf
 from .hf_export import warn_about_differences
 from .hf_names import TensorPart, TensorRecipe
-from .hf_weights import TensorReader, load_tensors
+from .hf_weights import CheckpointError, TensorReader, load_tensors
 
 __all__ = ["gguf_to_hf_config", "load_gguf"]
 
@@ -182,7 +182,13 @@ def load_gguf(
     """
     import gguf
 
-    reader = gguf.GGUFReader(str(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, OSError, IndexError) as error:
+        # gguf raises ValueError("GGUF magic invalid") for other files and numpy errors for truncated ones.
+        raise CheckpointError(f"cannot read {path} as a GGUF file: {error}") from None
     metadata = _read_metadata(reader)
     tensor_names = {tensor.name for tensor in reader.tensors}
     file_config = config_from_hf(gguf_to_hf_config(metadata, tensor_names))

@@ -21,6 +21,7 @@ from ..config import ConfigError, ConfigIssue
 from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_defaults import BOOKKEEPING_KEYS, HF_DEFAULTS, KEY_ALIASES
+from .hf_keys import KEY_TYPES, POSITIVE_KEYS, ROPE_SETTING_TYPES, hf_keys_of_field, json_type_name, type_problem
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "config_from_hf", "hf_config_to_dict", "read_hf_config"]
 
@@ -40,16 +41,29 @@ ACTIVATIONS_FROM_HF: dict[str, str] = {
 
 
 def read_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Return the `config.json` mapping of `source`: a mapping, a JSON file or a checkpoint directory."""
+    """Return the `config.json` mapping of `source`: a mapping, a JSON file or a checkpoint directory.
+
+    Raises `FileNotFoundError` when there is no file, and `ConfigError` naming the file
+    when it is not valid JSON or does not contain a JSON object.
+    """
     if isinstance(source, Mapping):
         return dict(source)
-    path = Path(source)
-    if path.is_dir():
-        path = path / "config.json"
+    path = _config_path(source)
     if not path.is_file():
         raise FileNotFoundError(f"Hugging Face config not found: {path} (expected a config.json file or a directory containing one)")
-    with path.open(encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        with path.open(encoding="utf-8") as file:
+            data = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(ConfigIssue(path="", message=f"not valid JSON: {error}; re-save or re-download the file"), source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(ConfigIssue(path="", message=f"expected a JSON object, got {json_type_name(data)}", value=data), source=str(path))
+    return data
+
+
+def _config_path(source: str | os.PathLike[str]) -> Path:
+    path = Path(source)
+    return path / "config.json" if path.is_dir() else path
 
 
 def config_from_hf(
@@ -64,7 +78,11 @@ def config_from_hf(
     that blockspec cannot represent; `ignore_keys` names extra keys known not to change the
     network (they are ignored instead).
     """
-    return load_config(hf_config_to_dict(source, ignore_keys=ignore_keys))
+    result, keys = _read(source, ignore_keys)
+    try:
+        return load_config(result)
+    except ConfigError as error:
+        raise ConfigError([keys.to_hf_issue(issue) for issue in error.issues], source=keys.source) from None
 
 
 def hf_config_to_dict(
@@ -73,20 +91,26 @@ def hf_config_to_dict(
     ignore_keys: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
     """Return the blockspec config mapping (not yet validated) of a Hugging Face `config.json`."""
+    return _read(source, ignore_keys)[0]
+
+
+def _read(source: str | os.PathLike[str] | Mapping[str, Any], ignore_keys: tuple[str, ...] | list[str]) -> tuple[dict[str, Any], HFKeys]:
     data = read_hf_config(source)
+    file_name = None if isinstance(source, Mapping) else str(_config_path(source))
     model_type = data.get("model_type")
-    if model_type not in _READERS:
+    if not isinstance(model_type, str) or model_type not in _READERS:
         raise ConfigError(
             ConfigIssue(
                 path="model_type",
                 message=_unsupported_message(model_type),
                 value=model_type,
-            )
+            ),
+            source=file_name,
         )
-    keys = HFKeys(model_type, data, ignore_keys=ignore_keys)
+    keys = HFKeys(model_type, data, ignore_keys=ignore_keys, file_name=file_name)
     result = _READERS[model_type](keys)
     keys.finish()
-    return result
+    return result, keys
 
 
 _ENCODERS = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta"}
@@ -112,19 +136,50 @@ class HFKeys:
     and that is not bookkeeping.
     """
 
-    def __init__(self, model_type: str, data: Mapping[str, Any], *, ignore_keys: tuple[str, ...] | list[str] = ()):
+    def __init__(
+        self,
+        model_type: str,
+        data: Mapping[str, Any],
+        *,
+        ignore_keys: tuple[str, ...] | list[str] = (),
+        file_name: str | None = None,
+    ):
         self.model_type = model_type
         aliases = KEY_ALIASES.get(model_type, {})
         self.given = {aliases.get(key, key): value for key, value in data.items()}
+        # The spelling the file used for each key, so messages name the key the user wrote.
+        self.written = {aliases.get(key, key): key for key in data}
         self.values = {**HF_DEFAULTS[model_type], **self.given}
         self.ignored = set(ignore_keys)
         self.used: set[str] = set()
+        self.invalid: set[str] = set()
         self.issues: list[ConfigIssue] = []
+        where = f"model_type {model_type}"
+        self.source = f"{file_name} ({where})" if file_name else f"Hugging Face config ({where})"
 
     def get(self, key: str) -> Any:
-        """Return the value of `key` (the class default when the file leaves it out)."""
+        """Return the value of `key` (the class default when the file leaves it out).
+
+        A value of the wrong JSON type (see `KEY_TYPES`) is recorded as an issue and
+        replaced by the class default, so the reader can go on and report other keys.
+        """
         self.used.add(key)
-        return self.values.get(key)
+        value = self.values.get(key)
+        expected = KEY_TYPES.get(key)
+        if key in self.given and expected is not None:
+            problem = type_problem(value, *expected)
+            if problem is None and key in POSITIVE_KEYS and value is not None and value <= 0:
+                problem = "must be a positive integer"
+            if problem is not None:
+                if key not in self.invalid:
+                    self.fail(key, problem, value)
+                self.invalid.add(key)
+                return HF_DEFAULTS[self.model_type].get(key)
+        return value
+
+    def is_valid(self, *keys: str) -> bool:
+        """Return whether none of `keys` had a value of the wrong type or range (see `get`)."""
+        return not self.invalid.intersection(keys)
 
     def is_given(self, key: str) -> bool:
         """Return whether the file itself sets `key` (to any value, null included)."""
@@ -132,7 +187,21 @@ class HFKeys:
 
     def fail(self, key: str, message: str, value: Any) -> None:
         """Record that `key` has a value import cannot represent."""
-        self.issues.append(ConfigIssue(path=key, message=message, value=value))
+        self.issues.append(ConfigIssue(path=self.spelling(key), message=message, value=value))
+
+    def spelling(self, key: str) -> str:
+        """Return `key` (dotted for nested keys) as the file spells its first part."""
+        head, dot, rest = key.partition(".")
+        return self.written.get(head, head) + dot + rest
+
+    def to_hf_issue(self, issue: ConfigIssue) -> ConfigIssue:
+        """Return a validation issue of the imported config, located at the HF keys that set the field."""
+        hf_keys = [key for key in hf_keys_of_field(issue.path, self.model_type) if key in self.used]
+        if not hf_keys:
+            return issue
+        located = " / ".join(self.spelling(key) for key in hf_keys)
+        message = f"{issue.message} (blockspec field {issue.path})"
+        return ConfigIssue(path=located, message=message, value=issue.value)
 
     def require(self, key: str, allowed: Callable[[Any], bool], message: str) -> Any:
         """Return the value of `key`, recording `message` as an issue when `allowed(value)` is false."""
@@ -160,7 +229,7 @@ class HFKeys:
                 )
             )
         if self.issues:
-            raise ConfigError(self.issues, source=f"Hugging Face config (model_type {self.model_type})")
+            raise ConfigError(self.issues, source=self.source)
 
 
 _NEUTRAL_EXTRA_KEYS: dict[str, Callable[[Any], bool]] = {
@@ -197,7 +266,7 @@ def _head_size(keys: HFKeys, hidden_size: int, heads: int) -> int:
     head_dim = keys.get("head_dim")
     if head_dim is not None:
         return head_dim
-    if hidden_size % heads != 0:
+    if hidden_size % heads != 0 and keys.is_valid("hidden_size", "num_attention_heads"):
         keys.fail("num_attention_heads", f"does not divide hidden_size={hidden_size} and head_dim is not set", heads)
         return max(1, hidden_size // heads)
     return hidden_size // heads
@@ -220,6 +289,13 @@ def _rotary(keys: HFKeys, *, allow_partial: bool = False) -> dict[str, Any]:
         keys.fail(source_key, "per-layer-type rotary settings are not supported; give one set of rope parameters", settings)
         return {"type": "none"}
 
+    for key in list(settings):
+        expected = ROPE_SETTING_TYPES.get(key)
+        problem = type_problem(settings[key], *expected) if expected is not None else None
+        if problem is not None:
+            keys.fail(f"{source_key}.{key}", problem, settings[key])
+            settings[key] = _ROPE_FALLBACKS[expected[0]]
+
     theta = settings.pop("rope_theta", None)
     if theta is None:
         theta = legacy_theta
@@ -227,6 +303,8 @@ def _rotary(keys: HFKeys, *, allow_partial: bool = False) -> dict[str, Any]:
     legacy_type = settings.pop("type", None)
     if rope_type is not None and legacy_type is not None and rope_type != legacy_type:
         keys.fail(f"{source_key}.type", f"disagrees with rope_type={rope_type!r}; keep one of them", legacy_type)
+    # Name the spelling the file used, so an error points at a key the user wrote.
+    type_key = f"{source_key}.rope_type" if rope_type is not None else f"{source_key}.type"
     rope_type = rope_type or legacy_type or "default"
     fraction = settings.pop("partial_rotary_factor", legacy_fraction)
 
@@ -237,12 +315,17 @@ def _rotary(keys: HFKeys, *, allow_partial: bool = False) -> dict[str, Any]:
         rotary["fraction"] = float(fraction)
     reader = _ROPE_READERS.get(rope_type)
     if reader is None:
-        keys.fail(f"{source_key}.rope_type", f"unsupported rotary scaling; blockspec reads {', '.join(_ROPE_READERS)}", rope_type)
+        keys.fail(type_key, f"unsupported rotary scaling; blockspec reads {', '.join(_ROPE_READERS)}", rope_type)
         return {"type": "default", "theta": float(theta)}
     reader(keys, settings, rotary, source_key)
     for key, value in settings.items():
         keys.fail(f"{source_key}.{key}", f"not supported for rope_type {rope_type!r}", value)
     return rotary
+
+
+# Values that stand in for a rope setting of the wrong JSON type, so the readers can go on
+# after the problem is recorded.
+_ROPE_FALLBACKS: dict[str, Any] = {"string": "default", "number": 1.0, "integer": 1, "boolean": False}
 
 
 def _read_default_rope(keys: HFKeys, settings: dict[str, Any], rotary: dict[str, Any], source_key: str) -> None:
@@ -300,13 +383,20 @@ _ROPE_READERS = {
 def _attention(keys: HFKeys, *, hidden_size: int, biases: dict[str, bool], allow_partial_rotary: bool = False) -> dict[str, Any]:
     heads = keys.get("num_attention_heads")
     kv_heads = keys.get("num_key_value_heads") or heads
+    issues_before = len(keys.issues)
     head_size = _head_size(keys, hidden_size, heads)
+    head_size_valid = len(keys.issues) == issues_before and keys.is_valid("head_dim", "hidden_size", "num_attention_heads")
+    rotary = _rotary(keys, allow_partial=allow_partial_rotary)
+    if head_size_valid and rotary.get("fraction", 1.0) == 1.0 and rotary["type"] != "none" and head_size % 2 != 0:
+        # Rotary embeddings rotate pairs of dimensions, and this model type rotates whole heads.
+        key = "head_dim" if keys.is_given("head_dim") and keys.get("head_dim") is not None else "num_attention_heads"
+        keys.fail(key, f"head size {head_size} is odd; rotary embeddings rotate pairs of dimensions, so the head size must be even", keys.get(key))
     attention: dict[str, Any] = {
         "type": "attention",
         "heads": heads,
         "head_groups": kv_heads,
         "head_size": head_size,
-        "rotary": _rotary(keys, allow_partial=allow_partial_rotary),
+        "rotary": rotary,
     }
     for name in ("query", "key", "value", "output"):
         attention[name] = {"bias": biases[name]}
@@ -538,7 +628,7 @@ def _read_gpt2(keys: HFKeys) -> dict[str, Any]:
     keys.require("reorder_and_upcast_attn", lambda value: not value, "the upcast attention variant is not supported; set it to false")
     for key in ("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels", "summary_first_dropout"):
         keys.get(key)  # only GPT2DoubleHeadsModel's classification head reads these
-    if hidden_size % heads != 0:
+    if hidden_size % heads != 0 and keys.is_valid("n_embd", "n_head"):
         keys.fail("n_head", f"does not divide n_embd={hidden_size}", heads)
 
     attention: dict[str, Any] = {

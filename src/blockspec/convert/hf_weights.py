@@ -63,19 +63,23 @@ class SafetensorsReader(TensorReader):
     """A single `model.safetensors` or shards listed by `model.safetensors.index.json`."""
 
     def __init__(self, directory: str | os.PathLike[str]):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         directory = Path(directory)
         index_path = directory / SAFETENSORS_INDEX
         if index_path.is_file():
-            with index_path.open(encoding="utf-8") as file:
-                weight_map: dict[str, str] = json.load(file)["weight_map"]
+            weight_map = _read_weight_map(index_path)
         elif (directory / SAFETENSORS_FILE).is_file():
             weight_map = {}
         else:
             raise FileNotFoundError(f"no {SAFETENSORS_FILE} or {SAFETENSORS_INDEX} in {directory}")
         files = sorted(set(weight_map.values())) or [SAFETENSORS_FILE]
-        self._handles = {file: safe_open(str(directory / file), framework="pt") for file in files}
+        self._handles = {}
+        for file in files:
+            try:
+                self._handles[file] = safe_open(str(directory / file), framework="pt")
+            except (SafetensorError, OSError) as error:
+                raise CheckpointError(f"cannot read {directory / file}: {error}; the file may be truncated or not a safetensors file") from None
         self._file_of: dict[str, str] = {}
         for file, handle in self._handles.items():
             for name in handle.keys():  # noqa: SIM118 (a safetensors handle is not iterable)
@@ -89,6 +93,19 @@ class SafetensorsReader(TensorReader):
 
     def get(self, name: str) -> torch.Tensor:
         return self._handles[self._file_of[name]].get_tensor(name)
+
+
+def _read_weight_map(index_path: Path) -> dict[str, str]:
+    """Return the tensor name -> shard file map of a `model.safetensors.index.json`."""
+    try:
+        with index_path.open(encoding="utf-8") as file:
+            index = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{index_path} is not valid JSON: {error}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(file, str) for file in weight_map.values()):
+        raise CheckpointError(f"{index_path} has no weight_map object of tensor name -> file name")
+    return weight_map
 
 
 # ---------------------------------------------------------------------- import
@@ -115,7 +132,7 @@ def load_hf(
     weight is loaded.
     """
     hf_config = read_hf_config(path)
-    file_config = config_from_hf(hf_config, ignore_keys=ignore_keys)
+    file_config = config_from_hf(path, ignore_keys=ignore_keys)  # the path, so errors name the file
     if config is None:
         config = file_config
     else:
