@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 
 import blockspec
-from blockspec import LinearConfig, MixerConfig, register_module
+from blockspec import LinearConfig, MixerConfig, PeftConfig, register_module
 from blockspec.build import new_parameter, parameter_spec
 from blockspec.generation import mixers_without_kv_cache
 from blockspec.layers.initialization.config import NormalInitializationConfig
@@ -22,9 +22,9 @@ class ShortConvolutionConfig(MixerConfig, type_name="test_short_convolution"):
     output: LinearConfig = LinearConfig()
     """Projection back to the hidden size."""
 
-    def num_parameters(self, *, hidden_size: int) -> int:
-        bias = hidden_size if self.output.bias else 0
-        return hidden_size * self.kernel_size + hidden_size * hidden_size + bias
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        output = self.output.num_parameters(in_features=hidden_size, out_features=hidden_size, peft=peft)
+        return hidden_size * self.kernel_size + output
 
 
 @register_module(ShortConvolutionConfig)
@@ -65,6 +65,15 @@ def test_plugin_mixer_builds_in_pattern():
     model = config.build(seed=0)
     layers = list(model.transformer.layers)
     assert [type(layer.mixer).__name__ for layer in layers] == ["ShortConvolution"] * 3 + ["Attention"]
+    assert sum(parameter.numel() for parameter in model.parameters()) == config.num_parameters()
+
+
+def test_plugin_mixer_counts_lora_adapters():
+    text = CONFIG.replace("kernel_size: 3}", "kernel_size: 3, output: {apply_peft: true}}") + "peft: {type: lora, rank: 2}\n"
+    config = blockspec.load_config(text)
+    model = config.build(device="meta")
+
+    assert model.transformer.layers[0].mixer.output.lora_a is not None
     assert sum(parameter.numel() for parameter in model.parameters()) == config.num_parameters()
 
 

@@ -3,7 +3,8 @@ import torch
 
 import blockspec
 from blockspec.build import build_module
-from blockspec.layers.block.config import LayerOverrideConfig, RepeatSequenceConfig, TransformerBlockConfig
+from blockspec import LoraConfig
+from blockspec.layers.block.config import LayerOverrideConfig, RepeatSequenceConfig, TransformerBlockConfig, count_parameters
 
 HIDDEN = 16
 
@@ -238,6 +239,27 @@ def test_block_num_parameters_with_post_norms():
     norms = 2 * HIDDEN + HIDDEN + 2 * HIDDEN
     assert config.num_parameters(hidden_size=HIDDEN) == attention + mlp + norms
     assert sum(parameter.numel() for parameter in build(config).parameters()) == attention + mlp + norms
+
+
+class CounterWithoutPeft:
+    """A plugin config whose num_parameters predates the peft keyword."""
+
+    def num_parameters(self, *, hidden_size):
+        return 3 * hidden_size
+
+
+def test_count_parameters_without_peft_keyword():
+    assert count_parameters(CounterWithoutPeft(), hidden_size=HIDDEN, peft=LoraConfig(rank=2)) == 3 * HIDDEN
+
+
+def test_block_num_parameters_with_lora():
+    config = TransformerBlockConfig.from_dict(block())
+    lora = LoraConfig(rank=2)
+    # Query (16 -> 16) and value (16 -> 8, two kv heads of 4) are adapted by default.
+    adapters = 2 * (HIDDEN + 16) + 2 * (HIDDEN + 8)
+
+    assert config.num_parameters(hidden_size=HIDDEN, peft=lora) == config.num_parameters(hidden_size=HIDDEN) + adapters
+    assert sum(parameter.numel() for parameter in build(config, peft=lora).parameters()) == config.num_parameters(hidden_size=HIDDEN, peft=lora)
 
 
 def test_sequence_round_trip():

@@ -45,3 +45,53 @@ def test_lm_rejects_override_breaking_width():
 def test_lm_accepts_explicit_head_size():
     text = WIDTH_TEMPLATE % "block: {mixer: {heads: 5, head_size: 16}, mlp: {intermediate_size: 128}}"
     assert blockspec.load_config(text).transformer.block.mixer.head_size == 16
+
+
+LORA_TEMPLATE = """
+type: lm
+hidden_size: 32
+embeddings: {vocab_size: 50}
+peft: {type: lora, rank: 4}
+transformer:
+  num_layers: 4
+  blocks:
+    dense:
+      mixer: {heads: 4, head_groups: 2, add_linear_biases: true}
+      mlp: %s
+    experts:
+      mixer: {heads: 4, key: {apply_peft: true}, output: {apply_peft: true}}
+      mlp:
+        type: moe
+        experts: 4
+        experts_per_token: 2
+        intermediate_size: 16
+        shared_expert_intermediate_size: 24
+        shared_expert_gate: true
+        router: {apply_peft: true}
+  pattern: [dense, experts]
+  shared_blocks: [experts]
+"""
+
+DENSE_MLP_DEFAULT = "{intermediate_size: 64}"
+DENSE_MLP_ADAPTED = "{intermediate_size: 64, gate: {apply_peft: true}, up: {apply_peft: true}, down: {apply_peft: true, bias: true}}"
+
+
+@pytest.mark.parametrize("mlp", [DENSE_MLP_DEFAULT, DENSE_MLP_ADAPTED], ids=["attention_defaults", "mlp_adapted"])
+def test_lm_num_parameters_counts_lora(mlp):
+    config = blockspec.load_config(LORA_TEMPLATE % mlp)
+    model = config.build(device="meta")
+    adapters = [name for name, _ in model.named_parameters() if "lora_" in name]
+
+    assert config.num_parameters() == sum(parameter.numel() for parameter in model.parameters())
+    assert adapters
+
+
+def test_lm_num_parameters_lora_default_targets():
+    lora = blockspec.load_config(LORA_TEMPLATE % DENSE_MLP_DEFAULT)
+    base = blockspec.load_config((LORA_TEMPLATE % DENSE_MLP_DEFAULT).replace("peft: {type: lora, rank: 4}", ""))
+    # Layers 0 and 2 (dense) adapt query and value: 32 -> 32 and 32 -> 16 (2 kv heads of 8).
+    dense_adapters = 2 * 4 * ((32 + 32) + (32 + 16))
+    # The shared block counts once: query, key, value and output (32 -> 32 each) plus the router (32 -> 4).
+    shared_adapters = 4 * (4 * (32 + 32) + (32 + 4))
+
+    assert lora.num_parameters() - base.num_parameters() == dense_adapters + shared_adapters

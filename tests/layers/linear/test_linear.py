@@ -83,6 +83,34 @@ def test_linear_lora_needs_apply_peft():
         assert layer.weight.requires_grad is True, (config, peft)
 
 
+@pytest.mark.parametrize(
+    ("config", "peft"),
+    [
+        (LinearConfig(), None),
+        (LinearConfig(bias=True, apply_peft=True), None),
+        (LinearConfig(bias=True, apply_peft=True), NoPeftConfig()),
+        (LinearConfig(apply_peft=False), LoraConfig(rank=3)),
+        (LinearConfig(apply_peft=True), LoraConfig(rank=3)),
+        (LinearConfig(bias=True, apply_peft=True), LoraConfig(rank=2)),
+    ],
+)
+def test_linear_config_counts_parameters(config, peft):
+    with torch.device("meta"):
+        layer = Linear(config, 6, 4, peft=peft)
+
+    count = config.num_parameters(in_features=6, out_features=4, peft=peft)
+
+    assert count == sum(parameter.numel() for parameter in layer.parameters())
+
+
+def test_linear_config_counts_lora_adapters():
+    config = LinearConfig(apply_peft=True)
+
+    with_lora = config.num_parameters(in_features=6, out_features=4, peft=LoraConfig(rank=3))
+
+    assert with_lora == 6 * 4 + 3 * (6 + 4)
+
+
 def test_linear_lora_parameters():
     layer = _linear(LinearConfig(bias=True, apply_peft=True), peft=LoraConfig(rank=2, alpha=8.0), lr_scale=0.5)
     assert layer.lora_a.shape == (2, 6)

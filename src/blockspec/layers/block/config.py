@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any, ClassVar
 
@@ -16,45 +17,60 @@ from ..families import (
     FeedForwardConfig,
     MixerConfig,
     NormalizationConfig,
+    PeftConfig,
 )
 from ..normalization.config import LayerNormConfig, NoNormalizationConfig, RMSNormConfig
 
 __all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig"]
 
 
-def count_parameters(config: Config, *, hidden_size: int) -> int:
+def count_parameters(config: Config, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
     """Return the parameter count of the module that `config` builds in a stream of width `hidden_size`.
 
-    Uses the config's own `num_parameters(hidden_size=...)`. The built-in normalization and
-    attention configs, which define no such method, are counted here from their fields.
+    Uses the config's own `num_parameters(hidden_size=...)`, passing `peft` (the model's
+    peft config, for LoRA adapters) when the method accepts a `peft` keyword. The built-in
+    normalization and attention configs, which define no such method, are counted here
+    from their fields.
     """
     method = getattr(config, "num_parameters", None)
     if method is not None:
+        if _accepts_peft(method):
+            return method(hidden_size=hidden_size, peft=peft)
         return method(hidden_size=hidden_size)
     counter = next((_BUILTIN_COUNTERS[base] for base in type(config).__mro__ if base in _BUILTIN_COUNTERS), None)
     if counter is None:
         raise TypeError(
             f"cannot count the parameters of {type(config).__name__} (type {config.type_name!r}); "
-            "give the config class a method num_parameters(self, *, hidden_size) -> int"
+            "give the config class a method num_parameters(self, *, hidden_size, peft=None) -> int"
         )
-    return counter(config.resolved, hidden_size)
+    return counter(config.resolved, hidden_size, peft)
 
 
-def _count_rms_norm(config: Any, hidden_size: int) -> int:
+def _accepts_peft(method: Any) -> bool:
+    """Check whether `method` takes a `peft` keyword. Counters written before that keyword existed take only hidden_size."""
+    parameters = inspect.signature(method).parameters.values()
+    return any(parameter.name == "peft" or parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
+
+
+def _count_rms_norm(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
     return hidden_size
 
 
-def _count_layer_norm(config: Any, hidden_size: int) -> int:
+def _count_layer_norm(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
     return hidden_size * (2 if config.bias else 1)
 
 
-def _count_attention(config: Any, hidden_size: int) -> int:
+def _count_attention(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
     head_size = config.head_size_for(hidden_size)
     query_width = config.heads * head_size
     key_value_width = config.kv_heads * head_size
-    count = hidden_size * (query_width + 2 * key_value_width) + query_width * hidden_size
-    biases = [(config.query, query_width), (config.key, key_value_width), (config.value, key_value_width), (config.output, hidden_size)]
-    count += sum(width for linear, width in biases if linear.bias)
+    linears = [
+        (config.query, hidden_size, query_width),
+        (config.key, hidden_size, key_value_width),
+        (config.value, hidden_size, key_value_width),
+        (config.output, query_width, hidden_size),
+    ]
+    count = sum(linear.num_parameters(in_features=fan_in, out_features=fan_out, peft=peft) for linear, fan_in, fan_out in linears)
     norms = [(config.query_norm, query_width), (config.key_norm, key_value_width)]
     for norm, width in norms:
         if norm is not None:
@@ -67,7 +83,7 @@ def _count_attention(config: Any, hidden_size: int) -> int:
 _BUILTIN_COUNTERS = {
     RMSNormConfig: _count_rms_norm,
     LayerNormConfig: _count_layer_norm,
-    NoNormalizationConfig: lambda config, hidden_size: 0,
+    NoNormalizationConfig: lambda config, hidden_size, peft: 0,
     AttentionConfig: _count_attention,
 }
 
@@ -103,11 +119,11 @@ class TransformerBlockConfig(BlockConfig, type_name="transformer"):
         "init_std": {"mixer.init_std": None, "mlp.init_std": None},
     }
 
-    def num_parameters(self, *, hidden_size: int) -> int:
-        """Return the number of parameters of this block in a stream of width `hidden_size`."""
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        """Return the number of parameters of this block in a stream of width `hidden_size`, LoRA adapters of `peft` included."""
         norms = [self.normalization, self.normalization, self.post_mixer_normalization, self.post_mlp_normalization]
-        count = count_parameters(self.mixer, hidden_size=hidden_size)
-        count += count_parameters(self.mlp, hidden_size=hidden_size)
+        count = count_parameters(self.mixer, hidden_size=hidden_size, peft=peft)
+        count += count_parameters(self.mlp, hidden_size=hidden_size, peft=peft)
         count += sum(count_parameters(norm, hidden_size=hidden_size) for norm in norms if norm is not None)
         return count
 
@@ -318,8 +334,8 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
                 raise field_error(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)) from None
         return config
 
-    def num_parameters(self, *, hidden_size: int) -> int:
-        """Return the number of parameters of the sequence; a shared block counts once."""
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        """Return the number of parameters of the sequence, LoRA adapters of `peft` included; a shared block counts once."""
         width = self.hidden_size or hidden_size
         names = self.layer_block_names()
         counted_shared = set()
@@ -329,7 +345,7 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
                 if name in counted_shared:
                     continue
                 counted_shared.add(name)
-            count += count_parameters(config, hidden_size=width)
+            count += count_parameters(config, hidden_size=width, peft=peft)
         return count
 
 

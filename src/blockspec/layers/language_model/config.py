@@ -168,9 +168,10 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
     def num_parameters(self) -> int:
         """Return the number of parameters of the built model, computed from the config alone.
 
-        A tied output weight and shared blocks are counted once, as `model.parameters()` yields them.
+        A tied output weight and shared blocks are counted once, as `model.parameters()` yields
+        them, and the LoRA adapters of `peft` are included.
         """
         count = count_parameters(self.embeddings, hidden_size=self.hidden_size)
-        count += count_parameters(self.transformer, hidden_size=self.hidden_size)
+        count += count_parameters(self.transformer, hidden_size=self.hidden_size, peft=self.peft)
         count += self.head.num_parameters(hidden_size=self.hidden_size, vocab_size=self.vocab_size, tied=self.tied_embeddings)
         return count

@@ -26,6 +26,17 @@ class LinearConfig(Config):
     apply_peft: bool | None = None
     """Whether the model's peft (LoRA) adapts this layer; None means the owner's default."""
 
+    def num_parameters(self, *, in_features: int, out_features: int, peft: PeftConfig | None = None) -> int:
+        """Return the parameter count of the `Linear` this config builds, LoRA adapters included.
+
+        Call it on the resolved config, which is what the module is built from. Under a `lora` peft a
+        layer with `apply_peft` on adds rank * (in_features + out_features) adapter parameters.
+        """
+        count = in_features * out_features + (out_features if self.bias else 0)
+        if isinstance(peft, LoraConfig) and self.apply_peft:
+            count += peft.rank * (in_features + out_features)
+        return count
+
 
 class NoPeftConfig(PeftConfig, type_name="none"):
     """No parameter-efficient fine-tuning: every parameter trains as configured."""

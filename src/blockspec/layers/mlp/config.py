@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ...config.base import field_error
-from ..families import FeedForwardConfig
+from ..families import FeedForwardConfig, PeftConfig
 from ..initialization.config import (
     DepthScaledNormalInitializationConfig,
     NormalInitializationConfig,
@@ -82,13 +82,13 @@ class MLPConfig(FeedForwardConfig, type_name="mlp"):
         self._fill_defaults("down", **_linear_defaults(weight_initialization=depth_scaled))
         return self
 
-    def num_parameters(self, *, hidden_size: int) -> int:
-        """Return the number of parameters this layer has inside a stream of width `hidden_size`."""
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        """Return the number of parameters this layer has inside a stream of width `hidden_size`, LoRA adapters of `peft` included."""
         config = self.resolved
         projections = [(config.up, hidden_size, self.intermediate_size), (config.down, self.intermediate_size, hidden_size)]
         if self.gated:
             projections.append((config.gate, hidden_size, self.intermediate_size))
-        return sum(_linear_parameters(linear, fan_in, fan_out) for linear, fan_in, fan_out in projections)
+        return sum(linear.num_parameters(in_features=fan_in, out_features=fan_out, peft=peft) for linear, fan_in, fan_out in projections)
 
 
 class MoEConfig(FeedForwardConfig, type_name="moe"):
@@ -180,20 +180,19 @@ class MoEConfig(FeedForwardConfig, type_name="moe"):
             init_std=self.init_std,
         )
 
-    def num_parameters(self, *, hidden_size: int) -> int:
-        """Return the number of parameters this layer has inside a stream of width `hidden_size`."""
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        """Return the number of parameters this layer has inside a stream of width `hidden_size`, LoRA adapters of `peft` included.
+
+        Only the router and the shared expert can carry adapters: the batched expert weights
+        are not linear layers, and the shared expert gate is built without peft.
+        """
         config = self.resolved
         projections = 3 if self.gated else 2
         count = self.experts * projections * hidden_size * self.intermediate_size
-        count += _linear_parameters(config.router, hidden_size, self.experts)
+        count += config.router.num_parameters(in_features=hidden_size, out_features=self.experts, peft=peft)
         shared = self.shared_expert_config()
         if shared is not None:
-            count += shared.num_parameters(hidden_size=hidden_size)
+            count += shared.num_parameters(hidden_size=hidden_size, peft=peft)
         if self.shared_expert_gate:
             count += hidden_size
         return count
-
-
-def _linear_parameters(linear: LinearConfig, fan_in: int, fan_out: int) -> int:
-    """Return the parameter count of a resolved linear layer (weight, and bias when enabled)."""
-    return fan_in * fan_out + (fan_out if linear.bias else 0)
