@@ -143,3 +143,13 @@ def test_hybrid_layer_windows():
     config = load("hybrid-sliding-window")
     windows = [layer.mixer.window_size for layer in config.transformer.layer_configs()]
     assert windows == [None, 1024, 1024, None] + [1024, 1024, 1024, None] * 3
+
+
+def test_hybrid_global_layers_share_theta():
+    config = load("hybrid-sliding-window")
+    layers = config.transformer.layer_configs()
+
+    for index, layer in enumerate(layers):
+        expected = 10_000.0 if layer.mixer.window_size is not None else 1_000_000.0
+        assert layer.mixer.rotary.theta == expected, f"layer {index}"
+
