@@ -416,3 +416,36 @@ def test_load_badly_typed_config_names_file(checkpoints, tmp_path):
 
     with pytest.raises(blockspec.ConfigError, match=r"config.json \(model_type llama\): rms_norm_eps: expected a number"):
         load_hf(tmp_path, progress=False)
+
+
+SHARED_YAML = """
+type: lm
+hidden_size: 32
+embeddings: {vocab_size: 96}
+transformer:
+  num_layers: 4
+  blocks:
+    first: {mixer: {heads: 4, head_groups: 2, rotary: {type: default, theta: 10000.0}}, mlp: {intermediate_size: 48}}
+    shared: {mixer: {heads: 4, head_groups: 2, rotary: {type: default, theta: 10000.0}}, mlp: {intermediate_size: 48}}
+  pattern: [first, shared, shared, shared]
+  shared_blocks: [shared]
+"""
+
+
+def test_save_shared_blocks_writes_every_layer(tmp_path, caplog):
+    model = blockspec.load_config(SHARED_YAML).build(seed=0)
+
+    with caplog.at_level(logging.WARNING, logger="blockspec.convert.hf_weights"):
+        save_hf(model, tmp_path / "shared")
+
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "shared").eval()
+    shared_weight = model.transformer.layers[1].mixer.query.weight
+    input_ids = _inputs()
+    with torch.no_grad():
+        difference = (model(input_ids).logits - reloaded(input_ids).logits).abs().max().item()
+    assert "transformer.shared_blocks ['shared']" in caplog.text
+    assert "separate copies" in caplog.text
+    for index in (1, 2, 3):
+        assert torch.equal(reloaded.model.layers[index].self_attn.q_proj.weight, shared_weight)
+    assert not torch.equal(reloaded.model.layers[0].self_attn.q_proj.weight, shared_weight)
+    assert difference <= 1e-4

@@ -342,7 +342,15 @@ def save_hf(
     max_positions = extra.pop("max_position_embeddings", None)
     hf_config = config_to_hf(config, model_type=model_type, max_position_embeddings=max_positions, extra=extra)
     recipes = [recipe for recipe in hf_tensor_recipes(config.resolved, hf_config["model_type"]) if not recipe.optional]
-    parameters = dict(model.named_parameters())
+    # Every name, so that each layer of a shared block (`shared_blocks`) has its own entry.
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    shared_blocks = getattr(config.transformer, "shared_blocks", None)
+    if shared_blocks:
+        logger.warning(
+            "transformer.shared_blocks %s: writing the shared weights under every layer that uses them, "
+            "so transformers loads them as separate copies that fine-tuning there no longer keeps equal",
+            shared_blocks,
+        )
     adapters = [name for name, parameter in parameters.items() if _is_lora(parameter)]
     if adapters:
         raise CheckpointError(
@@ -372,6 +380,7 @@ def save_hf(
 
 
 def _export_tensors(parameters: dict[str, torch.Tensor], recipes: list[TensorRecipe], dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+    written_storages: set[int] = set()
     for recipe in recipes:
         pieces = []
         for part in recipe.parts:
@@ -383,9 +392,12 @@ def _export_tensors(parameters: dict[str, torch.Tensor], recipes: list[TensorRec
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         tensor = tensor.to("cpu").contiguous()
-        if any(part.expert is not None for part in recipe.parts):
-            # One expert's slice shares storage with the others, which safetensors rejects.
+        storage = tensor.untyped_storage().data_ptr()
+        if any(part.expert is not None for part in recipe.parts) or storage in written_storages:
+            # safetensors rejects tensors that share storage: one expert's slice shares it with the
+            # others, and a shared block's parameter is the same tensor in every layer that uses it.
             tensor = tensor.clone()
+        written_storages.add(tensor.untyped_storage().data_ptr())
         yield recipe.name, tensor
 
 
