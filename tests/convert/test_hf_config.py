@@ -586,6 +586,7 @@ def test_export_explicit_head_size_must_still_match():
         ("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": "2"}}, r"rope_parameters.factor: expected a number or null, got a string"),
         ("qwen2", {"layer_types": "full_attention"}, r"layer_types: expected an array or null, got a string"),
         ("gpt2", {"n_head": "4"}, r"n_head: expected an integer, got a string"),
+        ("qwen2_moe", {"mlp_only_layers": [1, "2"]}, r"mlp_only_layers\[1\]: expected an integer, got a string"),
         ("gemma2", {"query_pre_attn_scalar": "8", "head_dim": 8}, r"query_pre_attn_scalar: expected a number, got a string"),
     ],
 )

@@ -561,6 +561,10 @@ def _read_qwen2_moe(keys: HFKeys) -> dict[str, Any]:
     experts = keys.get("num_experts")
     sparse_step = keys.get("decoder_sparse_step")
     mlp_only_layers = keys.get("mlp_only_layers") or []
+    for index, layer in enumerate(mlp_only_layers):
+        problem = type_problem(layer, "integer", False)
+        if problem is not None:
+            keys.fail(f"mlp_only_layers[{index}]", f"{problem}; list layer indices", layer)
     shared_size = keys.get("shared_expert_intermediate_size")
     moe: dict[str, Any] = {
         "type": "moe",
