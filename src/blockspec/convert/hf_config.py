@@ -21,7 +21,14 @@ from ..config import ConfigError, ConfigIssue
 from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_defaults import BOOKKEEPING_KEYS, HF_DEFAULTS, KEY_ALIASES
-from .hf_keys import KEY_TYPES, POSITIVE_KEYS, ROPE_SETTING_TYPES, hf_keys_of_field, json_type_name, type_problem
+from .hf_keys import (
+    KEY_TYPES,
+    POSITIVE_KEYS,
+    ROPE_SETTING_TYPES,
+    hf_keys_of_field,
+    json_type_name,
+    type_problem,
+)
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "config_from_hf", "hf_config_to_dict", "read_hf_config"]
 
