@@ -116,6 +116,37 @@ def test_loss_ignores_minus_100():
     torch.testing.assert_close(model(input_ids, labels=labels).loss, unmasked)
 
 
+@pytest.mark.parametrize(
+    ("input_ids", "labels"),
+    [
+        (tokens(), torch.full((2, 7), -100)),
+        (tokens(seq=1), tokens(seq=1)),
+        (tokens(), torch.cat((tokens(seq=1), torch.full((2, 6), -100)), dim=1)),
+    ],
+    ids=["all_ignored", "one_token", "only_first_label"],
+)
+def test_loss_without_targets_is_zero(input_ids, labels):
+    model = lm().build(seed=0)
+
+    loss = model(input_ids, labels=labels).loss
+    loss.backward()
+
+    assert loss.item() == 0.0
+    assert model.head.output_weight.grad is not None
+    assert model.head.output_weight.grad.abs().sum() == 0
+
+
+def test_loss_without_targets_keeps_aux_losses():
+    moe = {"type": "moe", "experts": 4, "experts_per_token": 2, "intermediate_size": 16}
+    model = lm(transformer={"num_layers": 2, "block": {"mixer": {"heads": 4}, "mlp": moe}}).build(seed=0)
+    input_ids = tokens()
+
+    output = model(input_ids, labels=torch.full_like(input_ids, -100))
+
+    assert output.aux_losses["load_balancing"] > 0
+    torch.testing.assert_close(output.loss, output.aux_losses["load_balancing"])
+
+
 def test_initial_loss_near_uniform():
     model = lm().build(seed=0)
     input_ids = tokens(batch=4, seq=16)

@@ -34,7 +34,7 @@ class LanguageModelOutput:
     logits: torch.Tensor
     """Next-token logits, (batch, seq, vocab_size)."""
     loss: torch.Tensor | None = None
-    """Mean shifted cross entropy plus the sum of `aux_losses`; None without labels."""
+    """Mean shifted cross entropy (0 when no label is a target) plus the sum of `aux_losses`; None without labels."""
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     """Auxiliary losses (such as MoE load balancing) summed over layers, already weighted."""
 
@@ -127,7 +127,8 @@ class LanguageModel(nn.Module):
         """Return the logits of `input_ids` (batch, seq) and, given `labels` (batch, seq), the loss.
 
         Labels are the input ids themselves (shifted inside: position i predicts label i + 1),
-        with -100 at positions to ignore. With a `cache`, positions continue after the tokens
+        with -100 at positions to ignore. The cross entropy is 0 when no position has a
+        target (see `next_token_loss`). With a `cache`, positions continue after the tokens
         the cache has seen.
         """
         if labels is not None and labels.shape != input_ids.shape:
@@ -152,7 +153,15 @@ class LanguageModel(nn.Module):
 
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Return the mean cross entropy of logits[:, i] against labels[:, i + 1], skipping -100 labels."""
+    """Return the mean cross entropy of logits[:, i] against labels[:, i + 1], skipping -100 labels.
+
+    Without any target (every shifted label is -100, or the sequence has one token) the
+    loss is 0. `F.cross_entropy` returns NaN there, a mean over nothing, and so does the
+    `ForCausalLMLoss` of Hugging Face transformers 5.x without `num_items_in_batch`. The
+    zero stays connected to `logits`, so `backward()` gives zero gradients.
+    """
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
     shifted_labels = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
+    total = F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    targets = (shifted_labels != IGNORE_INDEX).sum()
+    return total / targets.clamp(min=1)
