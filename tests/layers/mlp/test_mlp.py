@@ -201,6 +201,48 @@ def test_moe_matches_per_token_loop(fields):
     torch.testing.assert_close(moe(x), naive_moe(moe, x), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("fields", [{}, {"gated": False, "experts_per_token": 1}, {"normalize_top_k": False}])
+def test_moe_every_expert_matches_routed(fields):
+    moe = build(moe_config(**fields), seed=3)
+    tokens = torch.randn(14, HIDDEN)
+    weights, selected = moe.route(moe.router(tokens))
+
+    dense = moe._run_every_expert(tokens, weights, selected)
+
+    torch.testing.assert_close(dense, moe._run_experts(tokens, weights, selected), atol=1e-6, rtol=1e-5)
+
+
+def test_moe_forward_on_meta():
+    with torch.device("meta"):
+        moe = build_module(moe_config(shared_expert_intermediate_size=20, z_loss_coefficient=0.1).resolved, hidden_size=HIDDEN)
+
+    output = moe(torch.empty(2, 7, HIDDEN, device="meta"))
+
+    assert output.is_meta
+    assert output.shape == (2, 7, HIDDEN)
+    assert set(moe.aux_losses) == {"load_balancing", "router_z"}
+
+
+def test_moe_lm_forward_on_meta():
+    config = blockspec.load_config(
+        """
+        type: lm
+        hidden_size: 16
+        embeddings: {vocab_size: 32}
+        transformer:
+          num_layers: 2
+          block: {mixer: {heads: 2}, mlp: {type: moe, experts: 4, experts_per_token: 2, intermediate_size: 8}}
+        """
+    )
+    model = config.build(device="meta")
+    input_ids = torch.zeros(2, 5, dtype=torch.long, device="meta")
+
+    output = model(input_ids, labels=input_ids)
+
+    assert output.logits.shape == (2, 5, 32)
+    assert output.loss.is_meta
+
+
 def test_moe_matches_transformers_mixtral_block():
     from transformers import MixtralConfig
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock

@@ -138,19 +138,36 @@ class MixtureOfExperts(nn.Module):
         return weights, selected
 
     def _run_experts(self, tokens: torch.Tensor, weights: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        if tokens.is_meta:
+            # Routing depends on values that meta tensors lack, so every expert runs on every token.
+            return self._run_every_expert(tokens, weights, selected)
         output = torch.zeros_like(tokens)
         # Loop over the experts that received tokens; each runs once on all of its tokens.
         for expert in torch.unique(selected).tolist():
             token_index, slot = torch.where(selected == expert)
-            expert_input = tokens[token_index]  # (routed, hidden)
-            up = F.linear(expert_input, self.up_weight[expert])  # (routed, intermediate)
-            if self.gate_weight is not None:
-                hidden = self.activation(F.linear(expert_input, self.gate_weight[expert])) * up
-            else:
-                hidden = self.activation(up)
-            expert_output = F.linear(hidden, self.down_weight[expert])  # (routed, hidden)
+            expert_output = self._expert(expert, tokens[token_index])  # (routed, hidden)
             output.index_add_(0, token_index, expert_output * weights[token_index, slot, None])
         return output
+
+    def _run_every_expert(self, tokens: torch.Tensor, weights: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """Compute the routed output densely: each expert on all tokens, scaled by its routing weight (0 where not selected).
+
+        Matches the routed loop up to rounding, at about experts / experts_per_token times its compute.
+        """
+        output = torch.zeros_like(tokens)
+        for expert in range(self.config.experts):
+            expert_weight = (weights * (selected == expert)).sum(dim=-1)  # (tokens,)
+            output = output + self._expert(expert, tokens) * expert_weight[:, None]
+        return output
+
+    def _expert(self, expert: int, expert_input: torch.Tensor) -> torch.Tensor:
+        """Apply expert number `expert` to `expert_input` (tokens, hidden)."""
+        up = F.linear(expert_input, self.up_weight[expert])  # (tokens, intermediate)
+        if self.gate_weight is not None:
+            hidden = self.activation(F.linear(expert_input, self.gate_weight[expert])) * up
+        else:
+            hidden = self.activation(up)
+        return F.linear(hidden, self.down_weight[expert])  # (tokens, hidden)
 
     def _aux_losses(self, router_logits: torch.Tensor, selected: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {}
