@@ -10,7 +10,14 @@ from torch import nn
 
 from blockspec import AttentionConfig, load_config
 from blockspec.build import materialize
-from blockspec.generation import KVCache, LayerKVCache, _keep_top_k, _keep_top_p, generate, mixers_without_kv_cache
+from blockspec.generation import (
+    KVCache,
+    LayerKVCache,
+    _keep_top_k,
+    _keep_top_p,
+    generate,
+    mixers_without_kv_cache,
+)
 from blockspec.layers.attention.module import Attention
 
 VOCAB_SIZE = 50

@@ -2,9 +2,14 @@ import pytest
 import torch
 
 import blockspec
-from blockspec.build import build_module
 from blockspec import LoraConfig
-from blockspec.layers.block.config import LayerOverrideConfig, RepeatSequenceConfig, TransformerBlockConfig, count_parameters
+from blockspec.build import build_module
+from blockspec.layers.block.config import (
+    LayerOverrideConfig,
+    RepeatSequenceConfig,
+    TransformerBlockConfig,
+    count_parameters,
+)
 
 HIDDEN = 16
 
