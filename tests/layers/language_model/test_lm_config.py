@@ -38,7 +38,7 @@ def test_lm_rejects_override_breaking_width():
         "block: {mixer: {heads: 4}, mlp: {intermediate_size: 8}}\n"
         "  overrides: [{layers: 3, set: {mixer.heads: 3}}]"
     )
-    with pytest.raises(ConfigError, match=r"transformer\.overrides\.mixer\.head_size.*heads=3"):
+    with pytest.raises(ConfigError, match=r"transformer\.overrides\[0\]\.set\.mixer\.head_size.*heads=3"):
         blockspec.load_config(text)
 
 

@@ -285,7 +285,8 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
 
         The width is this sequence's own `hidden_size`, or else `hidden_size` from the
         parent. Raises a ValidationError located at the offending block (`block.mixer...`,
-        `blocks.<name>.mixer...`, or `overrides` for a layer that an override changed).
+        `blocks.<name>.mixer...`, or `overrides[i].set.mixer...` for the last override that
+        changed the layer).
         """
         width = self.hidden_size or hidden_size
         if self.block is not None:
@@ -294,8 +295,11 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             named = {("blocks", name): block for name, block in (self.blocks or {}).items()}
         for loc, block in named.items():
             _check_block_width(block, width, loc)
-        for block in self.layer_configs():
-            _check_block_width(block, width, ("overrides",))
+        selections = [override.layer_indices(self.num_layers) for override in self.overrides]
+        for index, block in enumerate(self.layer_configs()):
+            applied = [position for position, indices in enumerate(selections) if index in indices]
+            if applied:
+                _check_block_width(block, width, ("overrides", applied[-1], "set"))
 
     def layer_block_names(self) -> list[str | None]:
         """Return, per layer, the name of its entry in `blocks` (None for every layer when `block` is used)."""
