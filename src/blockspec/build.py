@@ -55,6 +55,12 @@ def module_class_for(config: Config) -> type[nn.Module]:
     )
 
 
+def registered_modules(config_base: type[Config] = Config) -> dict[type[Config], type[nn.Module]]:
+    """Return the registered module class of every config class that subclasses `config_base`."""
+    _import_modules()
+    return {config_class: module_class for config_class, module_class in _modules.items() if issubclass(config_class, config_base)}
+
+
 def build_module(config: Config, **build_args: Any) -> nn.Module:
     """Build the module that implements `config`, passing `build_args` as keyword arguments."""
     return module_class_for(config)(config, **build_args)
@@ -156,7 +162,7 @@ def materialize(
     to floating-point parameters; buffers keep their dtype. Tied parameters stay tied.
     """
     device = torch.device(device)
-    dtype = _as_dtype(dtype)
+    dtype = as_dtype(dtype)
     if device.type == "meta":
         return model.to(dtype=dtype) if dtype is not None else model
 
@@ -171,7 +177,8 @@ def materialize(
     return model
 
 
-def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """Return the torch dtype for a dtype or its name (`"bfloat16"`); None stays None."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     value = getattr(torch, str(dtype), None)

@@ -204,11 +204,10 @@ def mixers_without_kv_cache(model: nn.Module) -> list[str]:
 
 
 def _registered_mixer_classes() -> tuple[type[nn.Module], ...]:
-    from .build import _import_modules, _modules
+    from .build import registered_modules
     from .layers.families import MixerConfig
 
-    _import_modules()
-    return tuple(module_class for config_class, module_class in _modules.items() if issubclass(config_class, MixerConfig))
+    return tuple(registered_modules(MixerConfig).values())
 
 
 def _generate(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..build import _as_dtype
+from ..build import as_dtype
 from ..config import ConfigError, ConfigIssue
 from ..layers.families import ModelConfig
 from ..loading import load_config
@@ -201,5 +201,5 @@ def load_gguf(
     attention = config.transformer.layer_configs()[0].mixer
     tensors = GGUFTensorReader(reader, heads=attention.heads, kv_heads=attention.kv_heads)
     model = config.build(device="meta")
-    load_tensors(model, tensors, gguf_tensor_recipes(config.resolved), dtype=_as_dtype(dtype), device=device, progress=progress, source=str(path))
+    load_tensors(model, tensors, gguf_tensor_recipes(config.resolved), dtype=as_dtype(dtype), device=device, progress=progress, source=str(path))
     return config, model

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..build import _as_dtype, parameter_spec
+from ..build import as_dtype, parameter_spec
 from ..layers.families import ModelConfig
 from ..loading import load_config
 from .hf_config import config_from_hf, read_hf_config
@@ -144,7 +144,7 @@ def load_hf(
     recipes = hf_tensor_recipes(config.resolved, hf_config["model_type"], fused_experts=fused)
     recipes = _strip_prefix_if_needed(recipes, reader.names())
     model = config.build(device="meta")
-    load_tensors(model, reader, recipes, dtype=_as_dtype(dtype), device=device, progress=progress, source=str(path))
+    load_tensors(model, reader, recipes, dtype=as_dtype(dtype), device=device, progress=progress, source=str(path))
     return config, model
 
 
@@ -360,7 +360,7 @@ def save_hf(
     missing = sorted({part.name for recipe in recipes for part in recipe.parts} - set(parameters))
     if missing:
         raise CheckpointError(f"the model does not match its config: parameters {', '.join(missing)} are missing")
-    tensors = dict(_export_tensors(parameters, recipes, _as_dtype(dtype)))
+    tensors = dict(_export_tensors(parameters, recipes, as_dtype(dtype)))
     first = next(iter(tensors.values()))
     hf_config.setdefault("dtype", str(first.dtype).removeprefix("torch."))
 
