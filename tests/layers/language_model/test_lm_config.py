@@ -95,3 +95,20 @@ def test_lm_num_parameters_lora_default_targets():
     shared_adapters = 4 * (4 * (32 + 32) + (32 + 4))
 
     assert lora.num_parameters() - base.num_parameters() == dense_adapters + shared_adapters
+
+
+def test_lm_resolved_shows_head_layout():
+    config = blockspec.load_config(WIDTH_TEMPLATE % "block: {mixer: {heads: 4}, mlp: {intermediate_size: 8}}")
+    mixer = config.transformer.block.mixer
+    assert mixer.head_size is None
+    assert mixer.resolved.head_size == 16
+    assert mixer.resolved.head_groups == 4
+    assert "head_size" not in config.to_dict()["transformer"]["block"]["mixer"]
+    assert config.to_dict(resolved=True)["transformer"]["block"]["mixer"]["head_size"] == 16
+
+
+def test_lm_resolved_head_layout_round_trips():
+    config = blockspec.load_config(WIDTH_TEMPLATE % "block: {mixer: {heads: 4, head_groups: 2}, mlp: {intermediate_size: 8}}")
+    reloaded = blockspec.load_config(config.to_yaml(resolved=True))
+    assert reloaded == config.resolved
+    assert reloaded.transformer.block.mixer.head_groups == 2

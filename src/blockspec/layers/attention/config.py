@@ -230,6 +230,17 @@ class AttentionConfig(MixerConfig, type_name="attention"):
         """Number of key/value heads (head_groups, or heads when unset)."""
         return self.head_groups if self.head_groups is not None else self.heads
 
+    def width_defaults(self, hidden_size: int) -> dict[str, int]:
+        """Return the defaults that follow from the hidden size: head_size and head_groups.
+
+        A parent that knows the hidden size gives them with `_fill_defaults`, so the
+        resolved config shows the head layout a build uses.
+        """
+        defaults = {"head_groups": self.heads}
+        if hidden_size % self.heads == 0:
+            defaults["head_size"] = hidden_size // self.heads
+        return defaults
+
     def head_size_for(self, hidden_size: int) -> int:
         """Return head_size, deriving it from `hidden_size` when unset.
 

@@ -301,6 +301,21 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             if applied:
                 _check_block_width(block, width, ("overrides", applied[-1], "set"))
 
+    def with_width_defaults(self, hidden_size: int) -> RepeatSequenceConfig:
+        """Return a copy whose mixers get the defaults that follow from the width (head size, head groups).
+
+        The width is this sequence's own `hidden_size`, or else `hidden_size` from the
+        parent. Only values the user left unset are affected; `to_dict()` is unchanged.
+        """
+        width = self.hidden_size or hidden_size
+        copy = self.model_copy()
+        if self.block is not None:
+            object.__setattr__(copy, "block", _block_with_width_defaults(self.block, width))
+        if self.blocks is not None:
+            blocks = {name: _block_with_width_defaults(block, width) for name, block in self.blocks.items()}
+            object.__setattr__(copy, "blocks", blocks)
+        return copy
+
     def layer_block_names(self) -> list[str | None]:
         """Return, per layer, the name of its entry in `blocks` (None for every layer when `block` is used)."""
         if self.blocks is None:
@@ -379,3 +394,13 @@ def _check_block_width(block: BlockConfig, width: int, loc: tuple[str | int, ...
         check(width)
     except ValidationError as error:
         raise relocate(error, (*loc, "mixer")) from None
+
+
+def _block_with_width_defaults(block: BlockConfig, width: int) -> BlockConfig:
+    mixer = getattr(block, "mixer", None)
+    width_defaults = getattr(mixer, "width_defaults", None)
+    if width_defaults is None:
+        return block
+    copy = block.model_copy()
+    copy._fill_defaults("mixer", **width_defaults(width))
+    return copy

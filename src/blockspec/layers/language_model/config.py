@@ -146,6 +146,9 @@ class LanguageModelConfig(ModelConfig, type_name="lm"):
                 check_width(self.hidden_size)
             except ValidationError as error:
                 raise relocate(error, ("transformer",)) from None
+        with_width_defaults = getattr(self.transformer, "with_width_defaults", None)
+        if with_width_defaults is not None:
+            object.__setattr__(self, "transformer", with_width_defaults(self.hidden_size))
         if self.tied_embeddings and isinstance(self.head, LanguageModelHeadConfig) and self.head.output_weight.to_dict():
             raise field_error(
                 ("head", "output_weight"),
