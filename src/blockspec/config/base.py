@@ -271,17 +271,26 @@ def relocate(error: ValidationError, prefix: tuple[str | int, ...]) -> Validatio
     A parent uses it to report a problem that a child's check found (such as a head size
     that does not fit the parent's hidden size) at the child's full path.
     """
+    return merge_errors([error], prefix)
+
+
+def merge_errors(errors: list[ValidationError], prefix: tuple[str | int, ...] = ()) -> ValidationError:
+    """Return one ValidationError with the entries of every error in `errors`, located under `prefix`.
+
+    A validator that runs several independent checks uses it to report all their problems at once.
+    """
     line_errors = []
-    for detail in error.errors(include_url=False):
-        template = detail["msg"].replace("{", "{{").replace("}", "}}")
-        line_errors.append(
-            {
-                "type": PydanticCustomError(detail["type"], template),
-                "loc": (*prefix, *detail["loc"]),
-                "input": detail.get("input"),
-            }
-        )
-    return ValidationError.from_exception_data(error.title, line_errors)
+    for error in errors:
+        for detail in error.errors(include_url=False):
+            template = detail["msg"].replace("{", "{{").replace("}", "}}")
+            line_errors.append(
+                {
+                    "type": PydanticCustomError(detail["type"], template),
+                    "loc": (*prefix, *detail["loc"]),
+                    "input": detail.get("input"),
+                }
+            )
+    return ValidationError.from_exception_data(errors[0].title, line_errors)
 
 
 _shortcut_adapters: dict[tuple[type, str], TypeAdapter] = {}

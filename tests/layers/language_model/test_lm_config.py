@@ -112,3 +112,16 @@ def test_lm_resolved_head_layout_round_trips():
     reloaded = blockspec.load_config(config.to_yaml(resolved=True))
     assert reloaded == config.resolved
     assert reloaded.transformer.block.mixer.head_groups == 2
+
+
+def test_lm_reports_pattern_and_shared_block_errors_together():
+    text = WIDTH_TEMPLATE % (
+        "blocks: {a: {mixer: {heads: 4}, mlp: {intermediate_size: 8}}}\n"
+        "  pattern: [a, b]\n"
+        "  shared_blocks: [c]"
+    )
+    with pytest.raises(ConfigError) as raised:
+        blockspec.load_config(text)
+    paths = [issue.path for issue in raised.value.issues]
+    assert paths == ["transformer.pattern[1]", "transformer.shared_blocks[0]"]
+    assert "Defined: a" in raised.value.issues[1].message

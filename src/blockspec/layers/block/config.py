@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, model_validator
 
 from ...config import Config, ConfigError
-from ...config.base import field_error, relocate
+from ...config.base import field_error, merge_errors, relocate
 from ..attention.config import AttentionConfig
 from ..families import (
     BlockConfig,
@@ -211,9 +211,16 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
     @model_validator(mode="after")
     def _check_layout(self):
         self._check_block_or_blocks()
-        if self.blocks is not None:
-            self._check_pattern()
-            self._check_shared_blocks()
+        checks = [self._check_pattern, self._check_shared_blocks] if self.blocks is not None else []
+        errors = []
+        for check in checks:
+            try:
+                check()
+            except ValidationError as error:
+                errors.append(error)
+        if errors:
+            # The overrides are checked against the layout, so they wait for a valid one.
+            raise merge_errors(errors)
         self._check_overrides()
         return self
 
@@ -259,7 +266,8 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         for index, name in enumerate(self.shared_blocks):
             if name not in self.blocks:
                 hint = _did_you_mean(name, list(self.blocks))
-                raise field_error(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint}", name)
+                defined = ", ".join(self.blocks)
+                raise field_error(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint} Defined: {defined}", name)
 
     def _check_overrides(self) -> None:
         names = self.layer_block_names()
