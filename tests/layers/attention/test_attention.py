@@ -251,7 +251,7 @@ def test_attention_bfloat16_close_to_float32():
     actual = module.to(torch.bfloat16)(x.to(torch.bfloat16), positions=torch.arange(7))
 
     assert actual.dtype == torch.bfloat16
-    assert module.rotary.cos_table.dtype == torch.float32
+    assert module.rotary.inverse_frequency.dtype == torch.float32
     torch.testing.assert_close(actual.float(), expected, rtol=0.05, atol=0.05)
 
 

@@ -19,7 +19,7 @@ from blockspec import (
     YarnRotaryConfig,
 )
 from blockspec.build import materialize
-from blockspec.layers.attention.rotary import INITIAL_CACHED_POSITIONS, NoRotary, Rotary, inverse_frequencies
+from blockspec.layers.attention.rotary import NoRotary, Rotary, inverse_frequencies
 
 
 def hf_config(head_size: int, rope_parameters: dict) -> LlamaConfig:
@@ -184,15 +184,13 @@ def test_rotary_preserves_dot_products_of_shifted_positions():
     torch.testing.assert_close(near, far, rtol=1e-4, atol=1e-5)
 
 
-def test_rotary_tables_extend_for_long_positions():
+def test_rotary_long_positions_use_exact_angles():
     rotary = Rotary(DefaultRotaryConfig(theta=10000.0), head_size=8)
-    assert rotary.cos_table.shape == (INITIAL_CACHED_POSITIONS, 4)
     query = torch.ones(1, 1, 2, 8)
-    positions = torch.tensor([10, INITIAL_CACHED_POSITIONS + 5])
+    positions = torch.tensor([10, 100_005])
 
     actual_query, _ = rotary(query, query, positions)
 
-    assert rotary.cos_table.shape == (2 * INITIAL_CACHED_POSITIONS, 4)
     angles = positions[:, None].float() * rotary.inverse_frequency[None, :]
     expected_first_half = angles.cos() - angles.sin()  # x1 cos - x2 sin with x = 1
     torch.testing.assert_close(actual_query[0, 0, :, :4], expected_first_half)
@@ -203,31 +201,37 @@ def test_rotary_meta_build_materializes_buffers():
     with torch.device("meta"):
         rotary = Rotary(config, head_size=32)
     assert rotary.inverse_frequency.is_meta
-    assert rotary.cos_table.is_meta
 
     materialize(rotary, device="cpu")
 
     reference = Rotary(config, head_size=32)
     assert torch.equal(rotary.inverse_frequency, reference.inverse_frequency)
-    assert torch.equal(rotary.cos_table, reference.cos_table)
-    assert torch.equal(rotary.sin_table, reference.sin_table)
     assert rotary.attention_factor == pytest.approx(0.1 * math.log(4.0) + 1)
-    assert dict(rotary.named_buffers()).keys() == {"inverse_frequency", "cos_table", "sin_table"}
+    assert dict(rotary.named_buffers()).keys() == {"inverse_frequency"}
     assert rotary.state_dict() == {}
+
+
+def test_rotary_runs_on_meta():
+    with torch.device("meta"):
+        rotary = Rotary(DefaultRotaryConfig(), head_size=16)
+        query = torch.empty(2, 4, 5, 16)
+        rotated, _ = rotary(query, query, torch.arange(5))
+    assert rotated.is_meta
+    assert rotated.shape == (2, 4, 5, 16)
 
 
 def test_rotary_recomputes_after_dtype_cast():
     rotary = Rotary(DefaultRotaryConfig(), head_size=16)
     reference = Rotary(DefaultRotaryConfig(), head_size=16)
     rotary.to(torch.bfloat16)
-    assert rotary.cos_table.dtype == torch.bfloat16
+    assert rotary.inverse_frequency.dtype == torch.bfloat16
     query = torch.randn(1, 1, 3, 16)
     positions = torch.tensor([0, 1000, 2000])
 
     actual, _ = rotary(query, query, positions)
 
     expected, _ = reference(query, query, positions)
-    assert rotary.cos_table.dtype == torch.float32
+    assert rotary.inverse_frequency.dtype == torch.float32
     assert torch.equal(actual, expected)
 
 

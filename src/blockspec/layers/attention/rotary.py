@@ -25,10 +25,6 @@ from .config import (
 
 __all__ = ["NoRotary", "Rotary", "inverse_frequencies"]
 
-INITIAL_CACHED_POSITIONS = 2048
-"""Number of positions the cos/sin tables cover after `reset_buffers`; longer inputs extend them."""
-
-
 @register_module(NoRotaryConfig)
 class NoRotary(nn.Module):
     """Identity: returns queries and keys unchanged."""
@@ -48,8 +44,11 @@ class Rotary(nn.Module):
 
     Dimension i (i < width / 2) rotates together with dimension i + width / 2 (the
     half-split pairing of GPT-NeoX and Hugging Face Llama) by the angle
-    position * inverse_frequency[i]. cos and sin are cached in float32 as non-persistent
-    buffers and multiplied by the type's attention factor (1 except for yarn).
+    position * inverse_frequency[i]. cos and sin are computed in float32 from the
+    positions of each call and multiplied by the type's attention factor (1 except for
+    yarn). Computing them per call, rather than indexing a cached table, never reads a
+    position back from the device, so the module runs on the meta device and under
+    `torch.compile(fullgraph=True)`.
     """
 
     def __init__(self, config: DefaultRotaryConfig, *, head_size: int) -> None:
@@ -58,42 +57,28 @@ class Rotary(nn.Module):
         self.config = config
         self.head_size = head_size
         self.width = rotary_width(config, head_size)
-        half = self.width // 2
-        self.register_buffer("inverse_frequency", torch.empty(half, dtype=torch.float32), persistent=False)
-        self.register_buffer("cos_table", torch.empty(0, half, dtype=torch.float32), persistent=False)
-        self.register_buffer("sin_table", torch.empty(0, half, dtype=torch.float32), persistent=False)
+        self.register_buffer("inverse_frequency", torch.empty(self.width // 2, dtype=torch.float32), persistent=False)
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
-        """Compute the inverse frequencies and the cos/sin tables on the buffers' current device."""
+        """Compute the inverse frequencies on the buffer's current device."""
         device = self.inverse_frequency.device
         inverse_frequency, self.attention_factor = inverse_frequencies(self.config, self.width, device=device)
         self.inverse_frequency = inverse_frequency
-        self._compute_tables(INITIAL_CACHED_POSITIONS)
 
-    def _compute_tables(self, length: int) -> None:
-        positions = torch.arange(length, device=self.inverse_frequency.device, dtype=torch.float32)
-        angles = positions[:, None] * self.inverse_frequency.float()[None, :]  # (length, width / 2)
-        self.cos_table = angles.cos() * self.attention_factor
-        self.sin_table = angles.sin() * self.attention_factor
-
-    def _tables_for(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stale = self.cos_table.dtype != torch.float32 or self.inverse_frequency.dtype != torch.float32
-        if stale:
-            # A dtype cast of the whole model (model.to(bfloat16)) reached the buffers; recompute in float32.
-            self.inverse_frequency = inverse_frequencies(self.config, self.width, device=self.inverse_frequency.device)[0]
-        # NOTE: reading the maximum position synchronizes with the device once per call.
-        needed = int(positions.max()) + 1 if positions.numel() else 0
-        if stale or needed > self.cos_table.shape[0]:
-            self._compute_tables(max(INITIAL_CACHED_POSITIONS, 2 ** math.ceil(math.log2(max(needed, 1)))))
-        return self.cos_table[positions], self.sin_table[positions]
+    def _cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.inverse_frequency.dtype != torch.float32:
+            # A dtype cast of the whole model (model.to(bfloat16)) reached the buffer; recompute in float32.
+            self.reset_buffers()
+        angles = positions.to(torch.float32)[:, None] * self.inverse_frequency[None, :]  # (seq, width / 2)
+        return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate `query` (batch, heads, seq, head_size) and `key` (batch, kv_heads, seq, head_size).
 
         `positions` (seq,) are the absolute positions of the sequence dimension.
         """
-        cos, sin = self._tables_for(positions)  # (seq, width / 2) each
+        cos, sin = self._cos_sin(positions)  # (seq, width / 2) each
         return self._rotate(query, cos, sin), self._rotate(key, cos, sin)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
