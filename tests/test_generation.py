@@ -408,3 +408,13 @@ def test_generate_lm_cache_has_every_layer(tmp_path):
     assert len(cache) == 4
     assert cache.length == 6
     assert [cache.layer(index, window_size=window).stored for index, window in enumerate([4, None, 4, None])] == [4, 6, 4, 6]
+
+
+def test_generate_accepts_tensor_eos():
+    model = TinyModel(MODELS["full"]).eval()
+    input_ids = prompts()
+    greedy = generate(model, input_ids, max_new_tokens=6, temperature=0)
+    eos = int(greedy[0, 5 + 1])
+    expected = generate(model, input_ids, max_new_tokens=6, temperature=0, eos_token_id=eos)
+    actual = generate(model, input_ids, max_new_tokens=6, temperature=0, eos_token_id=torch.tensor(eos))
+    assert torch.equal(actual, expected)

@@ -178,12 +178,17 @@ def materialize(
 
 
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """Return the torch dtype for a dtype or its name (`"bfloat16"`); None stays None."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
+    """Return the floating-point torch dtype for a dtype or its name (`"bfloat16"`); None stays None.
+
+    Raises ValueError for an unknown name and for a type that parameters cannot have (`"int8"`).
+    """
+    if dtype is None:
+        return None
+    value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
     if not isinstance(value, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use a torch dtype name such as 'float32' or 'bfloat16'")
+    if not value.is_floating_point:
+        raise ValueError(f"dtype {dtype!r} is not a floating-point type; parameters need one such as 'float32' or 'bfloat16'")
     return value
 
 

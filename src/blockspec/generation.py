@@ -275,6 +275,8 @@ def _keep_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 def _eos_tensor(eos_token_id: int | Sequence[int] | None, device: torch.device) -> torch.Tensor | None:
     if eos_token_id is None:
         return None
+    if isinstance(eos_token_id, torch.Tensor):
+        eos_token_id = eos_token_id.tolist()
     ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     if not ids:
         return None

@@ -69,7 +69,7 @@ def _message(cls: type[Config], data: Any, detail: Mapping[str, Any]) -> str:
             allowed = [name for name in owner.model_fields]
             return (
                 f"unknown key {key!r} for {_describe(owner)}.{did_you_mean(key, allowed)} "
-                f"Valid keys: {', '.join(allowed)}"
+                f"Valid keys: {', '.join(allowed) or '(none)'}"
             )
         return "unknown key"
     if error_type == "missing":

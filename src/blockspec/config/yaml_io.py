@@ -309,7 +309,8 @@ class _NodeCounter:
         subject = "alias expansion" if self.alias_count else "the document"
         message = (
             f"{subject} exceeds {self.max_nodes} nodes. "
-            "Use fewer aliases or pass a larger max_nodes to load_yaml."
+            "Use fewer aliases, or for a document this large on purpose, load it with "
+            "blockspec.config.yaml_io.load_yaml(path, max_nodes=...) and validate the data with from_dict."
         )
         return _error(self.source, (), node, message)
 

@@ -573,3 +573,24 @@ def test_olmo2_post_norms_match_transformers():
     norms = {"post_mixer_normalization": "post_attention_layernorm", "post_mlp_normalization": "post_feedforward_layernorm"}
     copy_llama_weights(model, reference, norms=norms)
     assert_same_logits(model, reference)
+
+
+def test_loss_accepts_int32_labels():
+    model = lm().build(seed=0)
+    input_ids = tokens()
+    expected = model(input_ids, labels=input_ids).loss
+    actual = model(input_ids.int(), labels=input_ids.int()).loss
+    torch.testing.assert_close(actual, expected)
+
+
+def test_lm_forward_on_meta_with_rotary():
+    model = lm().build(device="meta")
+    output = model(torch.zeros(2, 5, dtype=torch.long, device="meta"))
+    assert output.logits.is_meta
+    assert output.logits.shape == (2, 5, VOCAB)
+
+
+@pytest.mark.parametrize("dtype", ["int8", torch.int64, "bf16"])
+def test_build_rejects_non_float_dtype(dtype):
+    with pytest.raises(ValueError, match="dtype"):
+        lm().build(dtype=dtype)

@@ -161,7 +161,7 @@ def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     zero stays connected to `logits`, so `backward()` gives zero gradients.
     """
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shifted_labels = labels[:, 1:].reshape(-1)
+    shifted_labels = labels[:, 1:].reshape(-1).long()
     total = F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum")
     targets = (shifted_labels != IGNORE_INDEX).sum()
     return total / targets.clamp(min=1)
