@@ -125,3 +125,21 @@ def test_lm_reports_pattern_and_shared_block_errors_together():
     paths = [issue.path for issue in raised.value.issues]
     assert paths == ["transformer.pattern[1]", "transformer.shared_blocks[0]"]
     assert "Defined: a" in raised.value.issues[1].message
+
+
+def test_lm_reports_every_bad_override_together():
+    text = WIDTH_TEMPLATE % (
+        "block: {mixer: {heads: 4}, mlp: {intermediate_size: 8}}\n"
+        "  overrides:\n"
+        "    - {layers: '::0', set: {mixer.heads: 2}}\n"
+        "    - {layers: [1, 9], set: {mlp.intermediate_size: 4}}\n"
+        "    - {layers: 2, set: {mixer.window_sise: 4}}"
+    )
+    with pytest.raises(ConfigError) as raised:
+        blockspec.load_config(text)
+    paths = [issue.path for issue in raised.value.issues]
+    assert paths == [
+        "transformer.overrides[0].layers",
+        "transformer.overrides[1].layers",
+        "transformer.overrides[2].set.mixer.window_sise",
+    ]

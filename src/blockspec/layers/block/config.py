@@ -270,22 +270,37 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
                 raise field_error(("shared_blocks", index), "unknown_block", f"no block named {name!r} in `blocks`.{hint} Defined: {defined}", name)
 
     def _check_overrides(self) -> None:
+        """Check every override on its own first, so all their problems are reported together."""
         names = self.layer_block_names()
+        errors = []
         for position, override in enumerate(self.overrides):
             try:
                 indices = override.layer_indices(self.num_layers)
             except ValueError as error:
-                raise field_error(("overrides", position, "layers"), "invalid_layers", f"{error}", override.layers) from None
-            for index in indices:
-                if names[index] in self.shared_blocks:
-                    raise field_error(
+                errors.append(field_error(("overrides", position, "layers"), "invalid_layers", f"{error}", override.layers))
+                continue
+            shared = [index for index in indices if names[index] in self.shared_blocks]
+            if shared:
+                errors.append(
+                    field_error(
                         ("overrides", position, "layers"),
                         "override_of_shared_block",
-                        f"layer {index} uses shared block {names[index]!r}, whose occurrences share one module "
+                        f"layer {shared[0]} uses shared block {names[shared[0]]!r}, whose occurrences share one module "
                         "and so cannot differ; define a separate named block instead",
                         override.layers,
                     )
-        # Applying the overrides validates every path and value.
+                )
+                continue
+            for name in dict.fromkeys(names[index] for index in indices):
+                base = self.block if name is None else self.blocks[name]
+                try:
+                    self._apply_overrides(base, (position,))
+                except ValidationError as error:
+                    errors.append(error)
+                    break
+        if errors:
+            raise merge_errors(errors)
+        # Applying the overrides together validates how they combine.
         self.layer_configs()
 
     def check_hidden_size(self, hidden_size: int) -> None:
@@ -356,9 +371,11 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
             try:
                 config = config.with_overrides(values)
             except ConfigError as error:
-                issue = error.issues[0]
-                key = _override_key(issue.path, values)
-                raise field_error(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)) from None
+                errors = []
+                for issue in error.issues:
+                    key = _override_key(issue.path, values)
+                    errors.append(field_error(("overrides", position, "set", key), "invalid_override", issue.message, values.get(key)))
+                raise merge_errors(errors) from None
         return config
 
     def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
