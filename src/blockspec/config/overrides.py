@@ -1,9 +1,9 @@
 """Dotted-key overrides (`transformer.block.mixer.heads=8`) applied to a validated config.
 
 Overrides edit the plain data the config was loaded from (or, for a config built in
-Python, its minimal dump) and validate the result again, so they mean exactly what the
-same edit of the YAML file would mean: shortcuts such as `init_std` can be overridden
-and still expand, and a new `type` can be set together with the new type's fields.
+Python, its minimal dump) and validate the result again. An override therefore means
+what the same edit of the YAML file would mean. Shortcuts such as `init_std` can be
+overridden and still expand, and a new `type` can be set together with its fields.
 """
 
 from __future__ import annotations
