@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 from toy_configs import (
     ToyAttentionConfig,
     ToyBlockConfig,
@@ -93,7 +93,7 @@ def test_family_field_of_concrete_class_rejects_sibling_type():
 
 
 def test_family_type_name_clash_rejected():
-    with pytest.raises(ConfigError, match="'toy_mamba' is already registered"):
+    with pytest.raises(TypeError, match="already registered by toy_configs.ToyMambaConfig"):
 
         class OtherMambaConfig(ToyMixerConfig, type_name="toy_mamba"):
             pass
@@ -292,3 +292,38 @@ def test_family_unknown_type_names_failed_plugin(monkeypatch):
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [entry_point] if group == "blockspec.plugins" else [])
     with pytest.raises(ConfigError, match=r"Plugin broken_plugin=no_such_module_for_blockspec_tests failed to load \(ModuleNotFoundError"):
         ToyBlockConfig.from_dict({"mixer": {"type": "toy_from_broken_plugin"}})
+
+
+def test_child_override_reexpands_its_shortcut():
+    model = ToyModelConfig.from_dict({"blocks": [{"mixer": {"add_biases": True, "init_std": 0.5}}]})
+    mixer = model.blocks[0].mixer
+    changed = mixer.with_overrides({"add_biases": False, "init_std": 0.01})
+    assert changed.query.bias is False
+    assert changed.output.bias is False
+    assert changed.query.init == ToyNormalConfig(std=0.01)
+
+
+@pytest.mark.filterwarnings("ignore:Field name \"resolved\":UserWarning")
+def test_reserved_field_name_rejected():
+    with pytest.raises(TypeError, match=r"declares fields \['resolved'\], which are reserved"):
+
+        class Clashing(Config):
+            resolved: int = 1
+
+
+def test_same_class_name_from_other_module_rejected():
+    namespace = {"__module__": "some_plugin.collide", "__qualname__": "ToyMambaConfig", "__annotations__": {}}
+    with pytest.raises(TypeError, match=r"cannot register some_plugin\.collide\.ToyMambaConfig as toy_mixer type 'toy_mamba'"):
+        type("ToyMambaConfig", (ToyMixerConfig,), namespace, type_name="toy_mamba")
+
+
+def test_validator_named_like_internal_state_works():
+    class ProbeConfig(ToyMixerConfig, type_name="toy_probe"):
+        out: ToyLinearConfig = ToyLinearConfig()
+
+        @model_validator(mode="after")
+        def _defaults(self):
+            self._fill_defaults("out", bias=False)
+            return self
+
+    assert ProbeConfig().resolved.out.bias is False

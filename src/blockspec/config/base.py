@@ -57,6 +57,22 @@ class _ConfigMeta(type(BaseModel)):  # type: ignore[misc]
 
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
+# Names of Config's own attributes and methods, and the `type` key of polymorphic nodes.
+_RESERVED_NAMES = {
+    "type",
+    "family",
+    "type_name",
+    "shortcuts",
+    "resolved",
+    "source_data",
+    "default_for",
+    "from_dict",
+    "from_yaml",
+    "to_dict",
+    "to_yaml",
+    "with_overrides",
+}
+
 
 class Config(BaseModel, metaclass=_ConfigMeta):
     """Base class of every blockspec config: strict, frozen, unknown keys rejected."""
@@ -78,8 +94,19 @@ class Config(BaseModel, metaclass=_ConfigMeta):
     shortcuts: ClassVar[dict[str, ShortcutTargets]] = {}
     """Shortcut field name -> the child fields it expands into."""
 
-    _defaults: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _source: Any = PrivateAttr(default=None)
+    # Long private names, so that a subclass's validator or helper does not shadow them.
+    _blockspec_defaults: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _blockspec_source: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        reserved = sorted(set(cls.model_fields) & _RESERVED_NAMES)
+        if reserved:
+            raise TypeError(
+                f"{cls.__qualname__} declares fields {reserved}, which are reserved by blockspec.Config "
+                f"(reserved: {', '.join(sorted(_RESERVED_NAMES))}); rename them"
+            )
 
     def __init_subclass__(
         cls,
@@ -94,6 +121,8 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         if family is not None:
             cls.family = create_family(family, cls, default_type)
         if type_name is not None:
+            if not type_name:
+                raise TypeError(f"{cls.__qualname__} sets an empty type_name; give it a name such as 'my_mixer'")
             if cls.family is None:
                 raise TypeError(f"{cls.__qualname__} sets type_name={type_name!r} but belongs to no config family")
             cls.type_name = type_name
@@ -110,9 +139,13 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         target = cls._select_class(data)
         if target is not cls:
             return target.model_validate(data, context=info.context)
+        source = dict(value)
         data.pop("type", None)
         data = cls._expand_shortcuts(data)
-        return handler(data)
+        config = handler(data)
+        if isinstance(config, Config) and _is_plain(source):
+            config._blockspec_source = source
+        return config
 
     @classmethod
     def _select_class(cls, data: Mapping[str, Any]) -> type[Config]:
@@ -184,30 +217,30 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         updates = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None and name in self._defaults:
-                value = self._defaults[name]
+            if value is None and name in self._blockspec_defaults:
+                value = self._blockspec_defaults[name]
             updates[name] = _resolve(value)
         copy = self.model_copy(update=updates)
-        copy._defaults = dict(self._defaults)
-        copy._source = None
+        copy._blockspec_defaults = dict(self._blockspec_defaults)
+        copy._blockspec_source = None
         return copy
 
     def source_data(self) -> dict[str, Any] | None:
         """Return the plain data this config was validated from, shortcuts included (None if built in Python)."""
-        return self._source
+        return self._blockspec_source
 
     def __eq__(self, other: object) -> bool:
         # Two configs are equal when they describe the same values and defaults; the data
         # they happened to be loaded from (which may spell a shortcut) does not count.
         if type(self) is not type(other):
             return NotImplemented
-        return self.__dict__ == other.__dict__ and self._defaults == other._defaults
+        return self.__dict__ == other.__dict__ and self._blockspec_defaults == other._blockspec_defaults
 
     __hash__ = None  # type: ignore[assignment]  # configs hold lists, so they cannot be hashed
 
     def default_for(self, field_name: str) -> Any:
         """Return the parent-provided default of `field_name` (None when there is none)."""
-        return self._defaults.get(field_name)
+        return self._blockspec_defaults.get(field_name)
 
     # ------------------------------------------------------------------ serialization
 
@@ -309,13 +342,22 @@ def _check_shortcut_value(owner: type[Config], name: str, value: Any) -> Any:
         raise relocate(error, (name,)) from None
 
 
+def _is_plain(value: Any) -> bool:
+    """True for data made only of dicts, lists, strings, numbers, booleans and None."""
+    if isinstance(value, Mapping):
+        return all(isinstance(key, (str, int)) and _is_plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_is_plain(item) for item in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
 def _with_defaults(child: Any, defaults: dict[str, Any]) -> Any:
     if isinstance(child, Config):
         unknown = set(defaults) - set(type(child).model_fields)
         if unknown:
             raise TypeError(f"{type(child).__name__} has no fields {sorted(unknown)} to give defaults to")
         copy = child.model_copy()
-        copy._defaults = {**child._defaults, **defaults}
+        copy._blockspec_defaults = {**child._blockspec_defaults, **defaults}
         return copy
     if isinstance(child, list):
         return [_with_defaults(item, defaults) for item in child]

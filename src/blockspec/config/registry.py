@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, did_you_mean
+from .errors import did_you_mean
 
 if TYPE_CHECKING:
     from .base import Config
@@ -32,10 +32,10 @@ class Family:
 
     def register(self, type_name: str, config_class: type[Config]) -> None:
         existing = self.types.get(type_name)
-        if existing is not None and existing.__qualname__ != config_class.__qualname__:
-            raise ConfigError(
-                f"{self.name} type {type_name!r} is already registered by "
-                f"{existing.__module__}.{existing.__qualname__}; choose another type name"
+        if existing is not None and _qualified_name(existing) != _qualified_name(config_class):
+            raise TypeError(
+                f"cannot register {_qualified_name(config_class)} as {self.name} type {type_name!r}: "
+                f"it is already registered by {_qualified_name(existing)}; choose another type name"
             )
         self.types[type_name] = config_class
 
@@ -61,7 +61,7 @@ class Family:
 
 def create_family(name: str, base: type[Config], default_type: str | None) -> Family:
     if name in _families:
-        raise ConfigError(f"config family {name!r} is already defined by {_families[name].base.__qualname__}")
+        raise TypeError(f"config family {name!r} is already defined by {_qualified_name(_families[name].base)}")
     family = Family(name=name, base=base, default_type=default_type)
     _families[name] = family
     return family
@@ -88,3 +88,9 @@ def load_plugins() -> None:
         except Exception as error:
             _failed_entry_points[key] = f"{type(error).__name__}: {error}"
             logger.exception("Failed to load blockspec plugin %s", key)
+
+
+def _qualified_name(config_class: type) -> str:
+    # A class defined again by re-importing its module has the same qualified name and
+    # replaces the old one; a different class under the same name is an error.
+    return f"{config_class.__module__}.{config_class.__qualname__}"

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from .base import Config, config_class_in
+from .base import Config, _is_plain, config_class_in
 from .errors import ConfigError, ConfigIssue, did_you_mean, format_path
 
 ConfigT = TypeVar("ConfigT", bound=Config)
@@ -27,22 +27,14 @@ def validate(cls: type[ConfigT], data: Any, *, source: Any = None) -> ConfigT:
         if isinstance(data, str) and name == "<string>":
             message += "; if this is a file path, no such file exists"
         raise ConfigError(ConfigIssue(path="", message=message, value=data), source=name)
+    if _is_plain(data):
+        # Every config node keeps a reference to its part of the data for overrides, so
+        # the nodes share this private copy rather than the caller's mutable objects.
+        data = copy.deepcopy(data)
     try:
-        config = cls.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as error:
         raise config_error(cls, data, error, source) from None
-    if _is_plain(data):
-        config._source = copy.deepcopy(dict(data))
-    return config
-
-
-def _is_plain(value: Any) -> bool:
-    """True for data made only of dicts, lists, strings, numbers, booleans and None."""
-    if isinstance(value, Mapping):
-        return all(isinstance(key, (str, int)) and _is_plain(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_is_plain(item) for item in value)
-    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def config_error(cls: type[Config], data: Any, error: ValidationError, source: Any = None) -> ConfigError:
