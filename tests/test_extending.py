@@ -124,3 +124,48 @@ def test_plugin_mixer_generates_like_full_forwards(caplog):
     assert [record.levelname for record in caplog.records] == ["WARNING"]
     assert "ShortConvolution" in caplog.records[0].getMessage()
     assert mixers_without_kv_cache(model) == ["ShortConvolution"]
+
+
+def test_plugin_module_file_loaded_only_at_build(monkeypatch, tmp_path):
+    from importlib.metadata import EntryPoint
+
+    import blockspec.build
+    from blockspec.config import registry
+
+    (tmp_path / "scale_plugin_config.py").write_text(
+        "from blockspec import FeedForwardConfig\n"
+        "class ScaleConfig(FeedForwardConfig, type_name='test_scale'):\n"
+        "    factor: float = 2.0\n"
+        "    def num_parameters(self, *, hidden_size, peft=None):\n"
+        "        return 0\n"
+    )
+    (tmp_path / "scale_plugin_module.py").write_text(
+        "import torch\n"
+        "from blockspec import register_module\n"
+        "from scale_plugin_config import ScaleConfig\n"
+        "@register_module(ScaleConfig)\n"
+        "class Scale(torch.nn.Module):\n"
+        "    def __init__(self, config, *, hidden_size, layer_index=0, num_layers=1, lr_scale=1.0, peft=None):\n"
+        "        super().__init__()\n"
+        "        self.factor = config.factor\n"
+        "    def forward(self, x):\n"
+        "        return x * self.factor\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = {
+        "blockspec.plugins": [EntryPoint(name="scale", value="scale_plugin_config", group="blockspec.plugins")],
+        "blockspec.modules": [EntryPoint(name="scale", value="scale_plugin_module", group="blockspec.modules")],
+    }
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: entry_points.get(group, []))
+    monkeypatch.setattr(registry, "_loaded_entry_points", set())
+    monkeypatch.setattr(blockspec.build, "_modules_imported", False)
+
+    config = blockspec.load_config(CONFIG.replace("{intermediate_size: 64}", "{type: test_scale}"))
+    import sys
+
+    assert "scale_plugin_config" in sys.modules
+    assert "scale_plugin_module" not in sys.modules
+
+    model = config.build(seed=0)
+    assert type(model.transformer.layers[0].mlp).__name__ == "Scale"
+    assert sum(parameter.numel() for parameter in model.parameters()) == config.num_parameters()

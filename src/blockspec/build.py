@@ -45,10 +45,12 @@ def register_module(config_class: type[Config]) -> Callable[[ModuleT], ModuleT]:
 def module_class_for(config: Config) -> type[nn.Module]:
     """Return the module class registered for the config's class or its nearest base."""
     _import_modules()
-    for config_class in type(config).__mro__:
-        module_class = _modules.get(config_class)
-        if module_class is not None:
-            return module_class
+    module_class = _registered_module(config)
+    if module_class is None:
+        _import_modules(again=True)
+        module_class = _registered_module(config)
+    if module_class is not None:
+        return module_class
     raise LookupError(
         f"no module is registered for {type(config).__name__} (type {config.type_name!r}); "
         f"decorate its nn.Module class with @blockspec.register_module({type(config).__name__})"
@@ -61,16 +63,39 @@ def registered_modules(config_base: type[Config] = Config) -> dict[type[Config],
     return {config_class: module_class for config_class, module_class in _modules.items() if issubclass(config_class, config_base)}
 
 
+def _registered_module(config: Config) -> type[nn.Module] | None:
+    for config_class in type(config).__mro__:
+        module_class = _modules.get(config_class)
+        if module_class is not None:
+            return module_class
+    return None
+
+
 def build_module(config: Config, **build_args: Any) -> nn.Module:
     """Build the module that implements `config`, passing `build_args` as keyword arguments."""
     return module_class_for(config)(config, **build_args)
 
 
-def _import_modules() -> None:
-    """Import the module files of the built-in layers, which register themselves."""
+_modules_imported = False
+
+
+def _import_modules(*, again: bool = False) -> None:
+    """Import the module files of the built-in layers and of plugins, which register themselves.
+
+    Plugins list their torch-dependent module files in the `blockspec.modules` entry point
+    group, so validating a config that uses a plugin type does not import torch. The
+    entry points are read once, and again (`again=True`) when a lookup misses.
+    """
+    global _modules_imported
+    if _modules_imported and not again:
+        return
     from . import layers
+    from .config.registry import MODULE_ENTRY_POINT_GROUP, load_plugins
 
     layers.import_modules()
+    load_plugins()
+    load_plugins(MODULE_ENTRY_POINT_GROUP)
+    _modules_imported = True
 
 
 @dataclass

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLUGIN_ENTRY_POINT_GROUP = "blockspec.plugins"
+MODULE_ENTRY_POINT_GROUP = "blockspec.modules"
+"""Entry points of plugin module files (needing torch), imported only when a model is built."""
 
 _families: dict[str, Family] = {}
 _loaded_entry_points: set[str] = set()
@@ -72,13 +74,13 @@ def families() -> dict[str, Family]:
     return dict(_families)
 
 
-def load_plugins() -> None:
-    """Import every not yet loaded entry point of the `blockspec.plugins` group.
+def load_plugins(group: str = PLUGIN_ENTRY_POINT_GROUP) -> None:
+    """Import every not yet loaded entry point of `group` (default `blockspec.plugins`).
 
     A plugin registers its types as a side effect of being imported. A failing plugin is
     logged and skipped so that one broken package does not break every config.
     """
-    for entry_point in importlib.metadata.entry_points(group=PLUGIN_ENTRY_POINT_GROUP):
+    for entry_point in importlib.metadata.entry_points(group=group):
         key = f"{entry_point.name}={entry_point.value}"
         if key in _loaded_entry_points:
             continue
