@@ -327,3 +327,21 @@ def test_validator_named_like_internal_state_works():
             return self
 
     assert ProbeConfig().resolved.out.bias is False
+
+
+def test_tuple_field_rejected_at_definition():
+    with pytest.raises(TypeError, match=r"declares tuple fields \['sizes'\]; use list instead"):
+
+        class TupleConfig(Config):
+            sizes: tuple[int, int] | None = None
+
+
+def test_intermediate_base_requires_type():
+    class RecurrentMixerConfig(ToyMixerConfig):
+        """A group of mixers that the default type does not belong to."""
+
+    class HolderConfig(Config):
+        mixer: RecurrentMixerConfig
+
+    with pytest.raises(ConfigError, match=r"mixer\.type: missing `type`: this toy_mixer must be one of \(none registered\)"):
+        HolderConfig.from_dict({"mixer": {}})

@@ -101,6 +101,12 @@ class Config(BaseModel, metaclass=_ConfigMeta):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        tuples = [name for name, field in cls.model_fields.items() if _mentions_tuple(field.annotation)]
+        if tuples:
+            raise TypeError(
+                f"{cls.__qualname__} declares tuple fields {tuples}; use list instead, because strict "
+                "validation rejects the lists that YAML gives for a tuple"
+            )
         reserved = sorted(set(cls.model_fields) & _RESERVED_NAMES)
         if reserved:
             raise TypeError(
@@ -155,12 +161,15 @@ class Config(BaseModel, metaclass=_ConfigMeta):
                 raise field_error("type", "unexpected_type", f"{cls.__name__} is not polymorphic and takes no `type` key", data["type"])
             return cls
         type_name = data.get("type")
+        allowed = [name for name, member in cls.family.types.items() if issubclass(member, cls)]
         if type_name is None:
             if cls.type_name is not None or cls.family.default_type is None:
                 return cls
+            if cls.family.default_type not in allowed:
+                message = f"missing `type`: this {cls.family.name} must be one of {', '.join(sorted(allowed)) or '(none registered)'}"
+                raise field_error("type", "missing_type", message, None)
             type_name = cls.family.default_type
         target = cls.family.lookup(type_name) if isinstance(type_name, str) else None
-        allowed = [name for name, member in cls.family.types.items() if issubclass(member, cls)]
         if target is None or not issubclass(target, cls):
             raise field_error("type", "unknown_type", cls.family.unknown_type_message(type_name, allowed), type_name)
         return target
@@ -340,6 +349,12 @@ def _check_shortcut_value(owner: type[Config], name: str, value: Any) -> Any:
         return _shortcut_adapters[key].validate_python(value)
     except ValidationError as error:
         raise relocate(error, (name,)) from None
+
+
+def _mentions_tuple(annotation: Any) -> bool:
+    if annotation is tuple or typing.get_origin(annotation) is tuple:
+        return True
+    return any(_mentions_tuple(argument) for argument in typing.get_args(annotation))
 
 
 def _is_plain(value: Any) -> bool:
