@@ -231,7 +231,7 @@ class Config(BaseModel, metaclass=_ConfigMeta):
             updates[name] = _resolve(value)
         copy = self.model_copy(update=updates)
         copy._blockspec_defaults = dict(self._blockspec_defaults)
-        copy._blockspec_source = None
+        copy._blockspec_source = None  # overrides of a resolved config edit its resolved values
         return copy
 
     def source_data(self) -> dict[str, Any] | None:

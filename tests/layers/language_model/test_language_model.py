@@ -594,3 +594,9 @@ def test_lm_forward_on_meta_with_rotary():
 def test_build_rejects_non_float_dtype(dtype):
     with pytest.raises(ValueError, match="dtype"):
         lm().build(dtype=dtype)
+
+
+def test_lm_forward_on_meta_with_learned_positions():
+    model = lm(embeddings={"vocab_size": VOCAB, "position_embeddings": 16}).build(device="meta")
+    output = model(torch.zeros(1, 5, dtype=torch.long, device="meta"))
+    assert output.logits.shape == (1, 5, VOCAB)

@@ -143,3 +143,37 @@ def test_lm_reports_every_bad_override_together():
         "transformer.overrides[1].layers",
         "transformer.overrides[2].set.mixer.window_sise",
     ]
+
+
+def test_override_of_shortcut_rejected_with_fields():
+    text = WIDTH_TEMPLATE % (
+        "block: {mixer: {heads: 4, add_linear_biases: true}, mlp: {intermediate_size: 8}}\n"
+        "  overrides: [{layers: 1, set: {mixer.add_linear_biases: false}}]"
+    )
+    with pytest.raises(ConfigError, match=r"overrides\[0\]\.set\.mixer\.add_linear_biases.*set the fields it stands for instead: mixer\.query\.bias, mixer\.key\.bias"):
+        blockspec.load_config(text)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "{layers: 1, set: {mixer.heads: 2}}",
+        "{layers: '1:', set: {mixer.query.bias: false, mixer.query.weight_initialization: {type: normal, std: 0.01}}}",
+    ],
+)
+def test_overridden_layers_build_as_validated(override):
+    text = WIDTH_TEMPLATE % (
+        "block: {mixer: {heads: 4, add_linear_biases: true, init_std: 0.05}, mlp: {intermediate_size: 8}}\n"
+        f"  overrides: [{override}]"
+    )
+    config = blockspec.load_config(text)
+    model = config.build(seed=0)
+    assert sum(parameter.numel() for parameter in model.parameters()) == config.num_parameters()
+    for layer, layer_config in zip(model.transformer.layers, config.transformer.layer_configs()):
+        mixer = layer_config.mixer.resolved
+        assert (layer.mixer.query.bias is not None) == mixer.query.bias
+        assert layer.mixer.query.weight.shape[0] == mixer.heads * mixer.head_size_for(64)
+
+    reloaded = blockspec.load_config(config.to_yaml(resolved=True))
+    assert reloaded == config.resolved
+    assert sum(parameter.numel() for parameter in reloaded.build().parameters()) == config.num_parameters()

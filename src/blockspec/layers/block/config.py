@@ -293,6 +293,10 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
                 continue
             for name in dict.fromkeys(names[index] for index in indices):
                 base = self.block if name is None else self.blocks[name]
+                shortcut_errors = _shortcut_errors(base, override.set, position)
+                if shortcut_errors:
+                    errors.extend(shortcut_errors)
+                    break
                 try:
                     self._apply_overrides(base, (position,))
                 except ValidationError as error:
@@ -328,8 +332,13 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         """Return a copy whose mixers get the defaults that follow from the width (head size, head groups).
 
         The width is this sequence's own `hidden_size`, or else `hidden_size` from the
-        parent. Only values the user left unset are affected; `to_dict()` is unchanged.
+        parent. Only values the user left unset are affected; `to_dict()` is unchanged. A
+        sequence with per-layer overrides is returned as it is.
         """
+        if self.overrides:
+            # An override may change what these values derive from (heads, say), and a
+            # resolved dump would then write a base block that contradicts it.
+            return self
         width = self.hidden_size or hidden_size
         copy = self.model_copy()
         if self.block is not None:
@@ -365,6 +374,8 @@ class RepeatSequenceConfig(BlockSequenceConfig, type_name="repeat"):
         return configs
 
     def _apply_overrides(self, base: BlockConfig, positions: tuple[int, ...]) -> BlockConfig:
+        if not positions:
+            return base
         config = base
         for position in positions:
             values = self.overrides[position].set
@@ -429,3 +440,29 @@ def _block_with_width_defaults(block: BlockConfig, width: int) -> BlockConfig:
     copy = block.model_copy()
     copy._fill_defaults("mixer", **width_defaults(width))
     return copy
+
+
+def _shortcut_errors(base: BlockConfig, values: dict[str, Any], position: int) -> list[ValidationError]:
+    """Return an error for every key of an override's `set` that names a shortcut field.
+
+    A shortcut is spent when the block is loaded: it fills the fields it stands for
+    wherever they are unset, and the resolved block has them all set. A per-layer override
+    of the shortcut would therefore depend on how the block was written, so it is rejected
+    in favour of the fields themselves.
+    """
+    errors = []
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node: Any = base
+        for part in parents:
+            node = getattr(node, part, None) if isinstance(node, Config) else None
+        if not isinstance(node, Config) or last not in type(node).shortcuts:
+            continue
+        prefix = ".".join(parents)
+        targets = ", ".join(f"{prefix}.{target}" if prefix else target for target in type(node).shortcuts[last])
+        message = (
+            f"{last} is a shortcut, expanded when the block is loaded, so a per-layer override cannot "
+            f"change it; set the fields it stands for instead: {targets}"
+        )
+        errors.append(field_error(("overrides", position, "set", key), "shortcut_in_override", message, value))
+    return errors

@@ -129,7 +129,9 @@ class RepeatSequence(nn.Module):
         shared: dict[str, nn.Module] = {}
         layers = []
         self._reused = []  # per layer: whether it reuses the module of an earlier layer
-        for index, layer_config in enumerate(config.layer_configs()):
+        # An overridden layer's config is validated again from the data as written, so it
+        # is resolved here; the other layers are already resolved and stay unchanged.
+        for index, layer_config in enumerate(block.resolved for block in config.layer_configs()):
             name = names[index]
             self._reused.append(name in shared)
             if name in shared:
