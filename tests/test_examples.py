@@ -9,7 +9,7 @@ import torch
 import blockspec
 
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
-HF_CONFIGS = pathlib.Path("/work/shared/reference/hf-configs")
+HF_CONFIGS = pathlib.Path(__file__).parent / "data" / "hf-configs"
 
 # Counts published on the model cards (Llama 3.1 8B, Mixtral 8x7B, SmolLM2 135M) or computed
 # by transformers from the config.json of each model (see test_count_matches_transformers).

@@ -15,10 +15,7 @@ import blockspec
 from blockspec import ConfigError
 from blockspec.convert import config_from_hf, config_to_hf
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "hf-configs"
-if not REFERENCE_DIR.is_dir():
-    REFERENCE_DIR = Path("/work/shared/reference/hf-configs")
-needs_reference = pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason=f"reference configs not found at {REFERENCE_DIR}")
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "hf-configs"
 DECODER_FILES = [
     "Llama-3.1-8B.json",
     "Llama-3.2-1B.json",
@@ -65,7 +62,6 @@ def _tiny(model_type: str, **overrides) -> dict:
 # ---------------------------------------------------------------------- the reference files
 
 
-@needs_reference
 @pytest.mark.parametrize("name", DECODER_FILES)
 def test_reference_file_parameter_count(name):
     data = _reference(name)
@@ -76,7 +72,6 @@ def test_reference_file_parameter_count(name):
     assert _blockspec_parameter_count(config) == expected
 
 
-@needs_reference
 @pytest.mark.parametrize("name", DECODER_FILES)
 def test_reference_file_round_trip(name):
     config = config_from_hf(REFERENCE_DIR / name)
@@ -88,20 +83,17 @@ def test_reference_file_round_trip(name):
     assert type(_transformers_config(exported)).__name__ == type(_transformers_config(_reference(name))).__name__
 
 
-@needs_reference
 @pytest.mark.parametrize("name", ["bert-base-uncased.json", "all-MiniLM-L6-v2.json"])
 def test_reference_encoder_rejected(name):
     with pytest.raises(ConfigError, match=r"model_type: 'bert' is an encoder-only model.*supported: llama"):
         config_from_hf(REFERENCE_DIR / name)
 
 
-@needs_reference
 def test_reference_mamba_rejected():
     with pytest.raises(ConfigError, match=r"model_type: 'mamba' is a state-space model"):
         config_from_hf(REFERENCE_DIR / "mamba-130m-hf.derivative-DharMamba.json")
 
 
-@needs_reference
 def test_reference_smollm2_matches_example_yaml():
     example = Path(__file__).resolve().parents[2] / "examples" / "smollm2-135m.yaml"
     imported = config_from_hf(REFERENCE_DIR / "SmolLM2-135M-Instruct.json")
@@ -113,7 +105,6 @@ def test_reference_smollm2_matches_example_yaml():
     assert resaved == imported
 
 
-@needs_reference
 def test_reference_directory_source(tmp_path):
     (tmp_path / "config.json").write_text((REFERENCE_DIR / "Qwen3-0.6B.json").read_text())
 
