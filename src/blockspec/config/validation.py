@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -40,7 +41,7 @@ def validate(cls: type[ConfigT], data: Any, *, source: Any = None) -> ConfigT:
 def config_error(cls: type[Config], data: Any, error: ValidationError, source: Any = None) -> ConfigError:
     """Convert a pydantic ValidationError on `data` into a ConfigError with paths and lines."""
     issues = []
-    for detail in error.errors(include_url=False):
+    for detail in _merge_union_branches(cls, data, error.errors(include_url=False)):
         loc = tuple(detail["loc"])
         message = _message(cls, data, detail)
         location = source.location(loc) if source is not None else None
@@ -49,6 +50,55 @@ def config_error(cls: type[Config], data: Any, error: ValidationError, source: A
         else:
             issues.append(ConfigIssue(format_path(loc), message, detail.get("input"), location))
     return ConfigError(issues, source=getattr(source, "source", None))
+
+
+def _merge_union_branches(cls: type[Config], data: Any, details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge the per-branch errors pydantic gives for a union field (`layers.int`, `layers.str`, ...) into one."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    result = []
+    for detail in details:
+        loc = tuple(detail["loc"])
+        field_loc = _union_field_loc(cls, data, loc)
+        if field_loc is None:
+            result.append(detail)
+            continue
+        expected = detail["msg"].removeprefix("Input should be ")
+        inner = loc[len(field_loc) + 1 :]
+        if inner:
+            # The error is inside one branch, such as an item of the list in `list[int]`.
+            expected = f"{loc[len(field_loc)]} with {format_path(inner)} {expected}"
+        if field_loc in merged:
+            if expected not in merged[field_loc]["expected"]:
+                merged[field_loc]["expected"].append(expected)
+            continue
+        entry = {"type": "union", "loc": field_loc, "input": _item_at(data, field_loc), "expected": [expected]}
+        merged[field_loc] = entry
+        result.append(entry)
+    for entry in merged.values():
+        entry["msg"] = "Input should be " + ", or ".join(entry.pop("expected"))
+    return result
+
+
+def _union_field_loc(cls: type[Config], data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Return the location of the union field that `loc` points into through a branch tag, if any."""
+    for end in range(1, len(loc)):
+        owner = class_at(cls, data, loc[: end - 1])
+        name = loc[end - 1]
+        if owner is None or name not in owner.model_fields or not isinstance(loc[end], str):
+            continue
+        annotation = owner.model_fields[name].annotation
+        if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+            continue
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) > 1:
+            return loc[:end]
+    return None
+
+
+def _item_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        data = _item(data, part)
+    return data
 
 
 def _message(cls: type[Config], data: Any, detail: Mapping[str, Any]) -> str:

@@ -177,3 +177,20 @@ def test_overridden_layers_build_as_validated(override):
     reloaded = blockspec.load_config(config.to_yaml(resolved=True))
     assert reloaded == config.resolved
     assert sum(parameter.numel() for parameter in reloaded.build().parameters()) == config.num_parameters()
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ("2.0", r"layers \(<string>:\d+\): Input should be a valid integer, or a valid list, or a valid string \[got 2\.0\]"),
+        ("[1.5]", r"layers \(<string>:\d+\): Input should be a valid integer, or list\[int\] with \[0\] a valid integer"),
+    ],
+)
+def test_override_layers_type_error_is_one_issue(layers, expected):
+    text = WIDTH_TEMPLATE % (
+        "block: {mixer: {heads: 4}, mlp: {intermediate_size: 8}}\n"
+        f"  overrides: [{{layers: {layers}, set: {{mixer.heads: 2}}}}]"
+    )
+    with pytest.raises(ConfigError, match=expected) as raised:
+        blockspec.load_config(text)
+    assert [issue.path for issue in raised.value.issues] == ["transformer.overrides[0].layers"]
