@@ -8,8 +8,8 @@ from blockspec.layers.block.config import (
     LayerOverrideConfig,
     RepeatSequenceConfig,
     TransformerBlockConfig,
-    count_parameters,
 )
+from blockspec.layers.counting import count_parameters
 
 HIDDEN = 16
 

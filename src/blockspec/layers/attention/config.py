@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from ...config.base import field_error
-from ..families import MixerConfig, NormalizationConfig, RotaryConfig
+from ..families import MixerConfig, NormalizationConfig, PeftConfig, RotaryConfig
 from ..initialization.config import (
     DepthScaledNormalInitializationConfig,
     NormalInitializationConfig,
@@ -229,6 +229,26 @@ class AttentionConfig(MixerConfig, type_name="attention"):
     def kv_heads(self) -> int:
         """Number of key/value heads (head_groups, or heads when unset)."""
         return self.head_groups if self.head_groups is not None else self.heads
+
+    def num_parameters(self, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
+        """Return the parameter count in a stream of width `hidden_size`, LoRA adapters of `peft` included."""
+        from ..counting import count_parameters
+
+        config = self.resolved
+        head_size = config.head_size_for(hidden_size)
+        query_width = config.heads * head_size
+        key_value_width = config.kv_heads * head_size
+        linears = [
+            (config.query, hidden_size, query_width),
+            (config.key, hidden_size, key_value_width),
+            (config.value, hidden_size, key_value_width),
+            (config.output, query_width, hidden_size),
+        ]
+        count = sum(linear.num_parameters(in_features=fan_in, out_features=fan_out, peft=peft) for linear, fan_in, fan_out in linears)
+        for norm, width in [(config.query_norm, query_width), (config.key_norm, key_value_width)]:
+            if norm is not None:
+                count += count_parameters(norm, hidden_size=head_size if config.qk_norm_per_head else width)
+        return count
 
     def width_defaults(self, hidden_size: int) -> dict[str, int]:
         """Return the defaults that follow from the hidden size: head_size and head_groups.

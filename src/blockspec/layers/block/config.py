@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any, ClassVar
 
@@ -10,7 +9,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ...config import Config, ConfigError
 from ...config.base import field_error, merge_errors, relocate
-from ..attention.config import AttentionConfig
+from ..counting import count_parameters
 from ..families import (
     BlockConfig,
     BlockSequenceConfig,
@@ -19,73 +18,9 @@ from ..families import (
     NormalizationConfig,
     PeftConfig,
 )
-from ..normalization.config import LayerNormConfig, NoNormalizationConfig, RMSNormConfig
+from ..normalization.config import RMSNormConfig
 
 __all__ = ["LayerOverrideConfig", "RepeatSequenceConfig", "TransformerBlockConfig"]
-
-
-def count_parameters(config: Config, *, hidden_size: int, peft: PeftConfig | None = None) -> int:
-    """Return the parameter count of the module that `config` builds in a stream of width `hidden_size`.
-
-    Uses the config's own `num_parameters(hidden_size=...)`, passing `peft` (the model's
-    peft config, for LoRA adapters) when the method accepts a `peft` keyword. The built-in
-    normalization and attention configs, which define no such method, are counted here
-    from their fields.
-    """
-    method = getattr(config, "num_parameters", None)
-    if method is not None:
-        if _accepts_peft(method):
-            return method(hidden_size=hidden_size, peft=peft)
-        return method(hidden_size=hidden_size)
-    counter = next((_BUILTIN_COUNTERS[base] for base in type(config).__mro__ if base in _BUILTIN_COUNTERS), None)
-    if counter is None:
-        raise TypeError(
-            f"cannot count the parameters of {type(config).__name__} (type {config.type_name!r}); "
-            "give the config class a method num_parameters(self, *, hidden_size, peft=None) -> int"
-        )
-    return counter(config.resolved, hidden_size, peft)
-
-
-def _accepts_peft(method: Any) -> bool:
-    """Check whether `method` takes a `peft` keyword. Counters written before that keyword existed take only hidden_size."""
-    parameters = inspect.signature(method).parameters.values()
-    return any(parameter.name == "peft" or parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
-
-
-def _count_rms_norm(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
-    return hidden_size
-
-
-def _count_layer_norm(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
-    return hidden_size * (2 if config.bias else 1)
-
-
-def _count_attention(config: Any, hidden_size: int, peft: PeftConfig | None) -> int:
-    head_size = config.head_size_for(hidden_size)
-    query_width = config.heads * head_size
-    key_value_width = config.kv_heads * head_size
-    linears = [
-        (config.query, hidden_size, query_width),
-        (config.key, hidden_size, key_value_width),
-        (config.value, hidden_size, key_value_width),
-        (config.output, query_width, hidden_size),
-    ]
-    count = sum(linear.num_parameters(in_features=fan_in, out_features=fan_out, peft=peft) for linear, fan_in, fan_out in linears)
-    norms = [(config.query_norm, query_width), (config.key_norm, key_value_width)]
-    for norm, width in norms:
-        if norm is not None:
-            count += count_parameters(norm, hidden_size=head_size if config.qk_norm_per_head else width)
-    return count
-
-
-# NOTE: these counters mirror the modules of other layers; a `num_parameters` method on
-# those config classes would take precedence and keep the count beside the module.
-_BUILTIN_COUNTERS = {
-    RMSNormConfig: _count_rms_norm,
-    LayerNormConfig: _count_layer_norm,
-    NoNormalizationConfig: lambda config, hidden_size, peft: 0,
-    AttentionConfig: _count_attention,
-}
 
 
 class TransformerBlockConfig(BlockConfig, type_name="transformer"):

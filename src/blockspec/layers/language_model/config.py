@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, model_validator
 
 from ...config.base import _set_where_unset, field_error, relocate
-from ..block.config import count_parameters
+from ..counting import count_parameters
 from ..families import (
     BlockSequenceConfig,
     EmbeddingsConfig,

@@ -29,6 +29,10 @@ class RMSNormConfig(NormalizationConfig, type_name="rms_norm"):
         self._fill_defaults("weight", initialization=_weight_initialization(self.zero_centered), weight_decay=False)
         return self
 
+    def num_parameters(self, *, hidden_size: int) -> int:
+        """Return the parameter count over `hidden_size` channels: one weight per channel."""
+        return hidden_size
+
 
 class LayerNormConfig(NormalizationConfig, type_name="layer_norm"):
     """Layer normalization (mean and variance) with a learned weight and optional bias."""
@@ -52,9 +56,17 @@ class LayerNormConfig(NormalizationConfig, type_name="layer_norm"):
         self._fill_defaults("bias_parameter", initialization=ZerosInitializationConfig(), weight_decay=False)
         return self
 
+    def num_parameters(self, *, hidden_size: int) -> int:
+        """Return the parameter count over `hidden_size` channels: a weight, and a bias when `bias` is set."""
+        return hidden_size * (2 if self.bias else 1)
+
 
 class NoNormalizationConfig(NormalizationConfig, type_name="none"):
     """Identity: no normalization."""
+
+    def num_parameters(self, *, hidden_size: int) -> int:
+        """Return 0: the identity has no parameters."""
+        return 0
 
 
 def _weight_initialization(zero_centered: bool) -> InitializationConfig:
