@@ -100,7 +100,7 @@ def _import_modules(*, again: bool = False) -> None:
 
 @dataclass
 class ParameterSpec:
-    """How one parameter is initialized and optimized; attached to the parameter itself."""
+    """Initialization and optimizer settings of one parameter, attached to the parameter itself."""
 
     initialization: InitializationConfig
     lr_scale: float = 1.0

@@ -239,8 +239,8 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         return self._blockspec_source
 
     def __eq__(self, other: object) -> bool:
-        # Two configs are equal when they describe the same values and defaults; the data
-        # they happened to be loaded from (which may spell a shortcut) does not count.
+        # Two configs are equal when they describe the same values and defaults. The data
+        # they were loaded from (which may spell a shortcut) does not count.
         if type(self) is not type(other):
             return NotImplemented
         return self.__dict__ == other.__dict__ and self._blockspec_defaults == other._blockspec_defaults

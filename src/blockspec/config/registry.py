@@ -93,6 +93,6 @@ def load_plugins(group: str = PLUGIN_ENTRY_POINT_GROUP) -> None:
 
 
 def _qualified_name(config_class: type) -> str:
-    # A class defined again by re-importing its module has the same qualified name and
-    # replaces the old one; a different class under the same name is an error.
+    # A class defined again by re-importing its module has the same qualified name, so it
+    # replaces the old one. A different class under the same type name is an error.
     return f"{config_class.__module__}.{config_class.__qualname__}"

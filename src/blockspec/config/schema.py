@@ -10,7 +10,7 @@ from .base import Config
 def json_schema(config_class: type[Config] | None = None) -> dict[str, Any]:
     """Return the JSON Schema of `config_class` (default: the model config family).
 
-    Every polymorphic field becomes a `oneOf` over the registered types, told apart by
+    Every polymorphic field becomes a `oneOf` over the registered types, distinguished by
     `type`; each field carries its description. Editors use it to complete and check
     YAML files (for example through a `# yaml-language-server: $schema=...` comment).
     """

@@ -326,9 +326,9 @@ def save_hf(
 ) -> Path:
     """Write `model` as a Hugging Face checkpoint: `config.json` and `model.safetensors`.
 
-    `config` defaults to `model.config`; `model_type` defaults to the inferred one (see
-    `config_to_hf`); `dtype`, a torch dtype or its name ("bfloat16"), converts
-    floating-point tensors (None keeps them);
+    `config` defaults to `model.config`, and `model_type` to the type inferred from it (see
+    `config_to_hf`). `dtype`, a torch dtype or its name ("bfloat16"), converts
+    floating-point tensors, and None keeps them.
     `extra_config` adds keys to config.json (token ids, max_position_embeddings). The
     files are written to a temporary directory next to `path` and moved in place only
     when both are complete, so a failure leaves `path` as it was. Returns `path`.

@@ -26,7 +26,7 @@ __all__ = [
 
 
 class InitializationConfig(Config, family="initialization", default_type="normal"):
-    """How a weight is initialized (`fill`, `zeros`, `ones`, `normal`, `uniform`, ...)."""
+    """The initialization of a weight (`fill`, `zeros`, `ones`, `normal`, `uniform`, ...)."""
 
 
 class PeftConfig(Config, family="peft", default_type="none"):

@@ -139,9 +139,9 @@ class AttentionConfig(MixerConfig, type_name="attention"):
     """Width of each head; may differ from hidden_size / heads. None means hidden_size / heads,
     which must then divide evenly."""
     causal: bool = True
-    """Whether a query sees only keys at its own or earlier positions."""
+    """Whether a query attends only to keys at its own or earlier positions."""
     window_size: int | None = Field(None, gt=0)
-    """Sliding window, in tokens: a query at position i sees keys at positions j with
+    """Sliding window, in tokens: a query at position i attends to keys at positions j with
     i - window_size < j <= i, so window_size keys including its own (the `sliding_window`
     convention of Mistral, Qwen2 and Gemma 2 in Hugging Face transformers 5). None means the
     full context. Requires causal."""

@@ -184,9 +184,9 @@ class Attention(nn.Module):
 def attention_mask(
     positions: torch.Tensor, key_positions: torch.Tensor, *, causal: bool, window_size: int | None
 ) -> torch.Tensor | None:
-    """Return the boolean mask (seq, total) of keys each query may see, True meaning visible.
+    """Return the boolean mask (seq, total) of keys each query may attend to, True meaning allowed.
 
-    A query at position i sees a key at position j when j <= i (if causal) and
+    A query at position i attends to a key at position j when j <= i (if causal) and
     i - window_size < j (if window_size is set). Returns None when neither rule applies.
     """
     if not causal and window_size is None:

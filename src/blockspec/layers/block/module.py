@@ -129,8 +129,8 @@ class RepeatSequence(nn.Module):
         shared: dict[str, nn.Module] = {}
         layers = []
         self._reused = []  # per layer: whether it reuses the module of an earlier layer
-        # An overridden layer's config is validated again from the data as written, so it
-        # is resolved here; the other layers are already resolved and stay unchanged.
+        # Applying an override validates the layer's block again, which leaves its parent
+        # defaults unfilled, so every layer config is resolved here (a no-op for the others).
         for index, layer_config in enumerate(block.resolved for block in config.layer_configs()):
             name = names[index]
             self._reused.append(name in shared)

@@ -71,7 +71,7 @@ class MLP(nn.Module):
 class MixtureOfExperts(nn.Module):
     """Top-k routed experts with batched weights, plus an optional shared expert.
 
-    After each forward, `aux_losses` holds the load-balancing loss (`load_balancing`) and
+    After each forward, `aux_losses` contains the load-balancing loss (`load_balancing`) and
     the router z-loss (`router_z`) of that call, each multiplied by its coefficient; a loss
     whose coefficient is 0 is left out.
     """

@@ -17,7 +17,7 @@ class ParameterConfig(Config):
     """
 
     initialization: InitializationConfig | None = None
-    """How the weight is initialized; None means the owning layer's default."""
+    """Initialization of the weight; None means the owning layer's default."""
     lr_scale: float | None = Field(None, ge=0)
     """Multiplier of the learning rate (0 freezes the weight); None means 1."""
     weight_decay: bool | None = None
